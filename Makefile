@@ -1,0 +1,34 @@
+# make demo: set up, build archive.db from ingest/ and annotations/, serve it on 127.0.0.1:$(PORT)
+# make test: set up, run the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8001
+export STET_USER ?= stet-demo
+
+PRESS_SOURCE := National Council of Resistance of Iran, press release, August 2014
+UDHR_SOURCE := https://www.unicode.org/udhr/ (UDHR in Unicode; github.com/unicode-corpus/udhr-in-unicode at f4613da)
+
+.PHONY: demo test serve clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Rebuilt only when a sample changes; ingesting again duplicates nothing.
+archive.db: $(BIN)/.installed $(shell find ingest annotations -type f 2>/dev/null)
+	$(BIN)/stet ingest -s --db $@ ingest/press --source "$(PRESS_SOURCE)"
+	$(BIN)/stet ingest -s --db $@ ingest/udhr --source "$(UDHR_SOURCE)"
+	$(BIN)/stet verify --db $@
+	touch $@
+
+demo: archive.db
+	$(BIN)/datasette serve archive.db --host 127.0.0.1 --port $(PORT)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm

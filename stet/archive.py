@@ -1,0 +1,207 @@
+"""The library's front door: ``Archive("archive.db")``.
+
+The CLI and the Datasette plugin both go through this facade; each concern lives in its
+own module (``ingest``, ``verify``, ``provenance``, ...) and the facade only wires them up.
+
+Example::
+
+    from stet import Archive
+    archive = Archive("archive.db")
+    results = archive.ingest(["ingest/"], by="ana", source="https://example.org")
+    print(archive.text(results[0]["id"]))
+    assert archive.verify() == []
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from . import ingest as ingest_module
+from . import store
+from .errors import Ambiguous, InvalidInput, NotFound
+from .provenance import Chain, iter_events
+from .verify import verify as verify_archive
+
+DOCUMENT_COLUMNS = (
+    "id", "sha256", "title", "filename", "media_type", "size", "source", "restricted",
+    "ingested_by", "ingested_at", "parent", "supersedes",
+)
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def default_user() -> str:
+    """``$STET_USER``, else the login name."""
+    user = os.environ.get("STET_USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return "unknown"
+
+
+class Archive:
+    """An archive file: SQLite in WAL mode, migrated on open."""
+
+    def __init__(self, path: str | os.PathLike = "archive.db", *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise NotFound(f"no archive at {self.path}")
+        self.db = store.connect(str(self.path), create=True)
+        self.conn = self.db.conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Chain]:
+        """One unit of work: ``BEGIN IMMEDIATE`` (the write lock first, so concurrent writers
+        queue on the busy timeout instead of failing), commit on success, roll back on any
+        error. Yields the event chain to append to inside the same transaction."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield Chain(self.conn)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    # -- documents ------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        by: str | None = None,
+        source: str | None = None,
+        title: str | None = None,
+        restricted: bool = False,
+        supersedes: str | int | None = None,
+        progress: Callable | None = None,
+    ) -> list[dict[str, Any]]:
+        """Ingest files and folders; one result dict per file (see ``stet ingest --json``)."""
+        options = ingest_module.Options(
+            by=by or default_user(),
+            source=source,
+            title=title,
+            restricted=restricted,
+            supersedes=self.resolve(supersedes) if supersedes is not None else None,
+        )
+        return ingest_module.ingest(self.conn, [os.fspath(p) for p in paths], options,
+                                    progress=progress)
+
+    def resolve(self, ref: str | int) -> int:
+        """A document id from an id or a SHA-256 prefix of 8+ hex digits (``sha256:`` optional)."""
+        if isinstance(ref, int):
+            return self._document_id(ref)
+        text = str(ref).strip().lower()
+        if text.startswith("sha256:"):
+            return self._by_prefix(text[len("sha256:"):], ref)
+        if text.isdigit():
+            if len(text) >= 8:
+                raise Ambiguous(
+                    f"{ref!r} could be a document id or a SHA-256 prefix: "
+                    f"write {int(text)} for the id or sha256:{text} for the hash"
+                )
+            return self._document_id(int(text))
+        if _HEX.fullmatch(text):
+            return self._by_prefix(text, ref)
+        raise NotFound(f"no document {ref!r}: give an id or a SHA-256 prefix of 8+ hex digits")
+
+    def _document_id(self, doc_id: int) -> int:
+        if self.conn.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+            raise NotFound(f"no document {doc_id}")
+        return doc_id
+
+    def _by_prefix(self, prefix: str, ref) -> int:
+        if len(prefix) < 8 or not _HEX.fullmatch(prefix):
+            raise InvalidInput(f"{ref!r}: a SHA-256 prefix needs at least 8 hex digits")
+        rows = self.conn.execute(
+            "SELECT id FROM documents WHERE sha256 >= ? AND sha256 < ? ORDER BY id LIMIT 2",
+            (prefix, prefix + "g"),
+        ).fetchall()
+        if not rows:
+            raise NotFound(f"no document with SHA-256 prefix {prefix}")
+        if len(rows) > 1:
+            raise Ambiguous(f"SHA-256 prefix {prefix} matches more than one document: give more digits")
+        return rows[0][0]
+
+    def documents(self) -> list[dict[str, Any]]:
+        sql = (
+            f"SELECT {', '.join('d.' + c for c in DOCUMENT_COLUMNS)}, t.length, t.extractor "
+            "FROM documents d LEFT JOIN texts t ON t.document = d.id ORDER BY d.id"
+        )
+        return [self._document_dict(row) for row in self.conn.execute(sql)]
+
+    def document(self, ref: str | int) -> dict[str, Any]:
+        """One document's record, with its text's hash, length, extractor and warning."""
+        doc_id = self.resolve(ref)
+        row = self.conn.execute(
+            f"SELECT {', '.join('d.' + c for c in DOCUMENT_COLUMNS)}, t.length, t.extractor, "
+            "t.sha256, t.extractor_version, t.encoding, t.warning "
+            "FROM documents d LEFT JOIN texts t ON t.document = d.id WHERE d.id = ?",
+            (doc_id,),
+        ).fetchone()
+        record = self._document_dict(row[:-4])
+        record.update(
+            text_sha256=row[-4], extractor_version=row[-3], encoding=row[-2], warning=row[-1],
+        )
+        return record
+
+    @staticmethod
+    def _document_dict(row) -> dict[str, Any]:
+        record = dict(zip(DOCUMENT_COLUMNS + ("text_length", "extractor"), row))
+        record["restricted"] = bool(record["restricted"])
+        return record
+
+    def text(self, ref: str | int) -> str:
+        doc_id = self.resolve(ref)
+        row = self.conn.execute("SELECT text FROM texts WHERE document = ?", (doc_id,)).fetchone()
+        return row[0] if row else ""
+
+    def raw(self, ref: str | int) -> Iterator[bytes]:
+        """The document's raw bytes, chunk by chunk."""
+        doc_id = self.resolve(ref)
+        (sha,) = self.conn.execute("SELECT sha256 FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        for (data,) in self.conn.execute(
+            "SELECT data FROM blob_chunks WHERE sha256 = ? ORDER BY seq", (sha,)
+        ):
+            yield bytes(data)
+
+    # -- provenance -----------------------------------------------------------------------
+
+    def log(self, document: str | int | None = None) -> list[dict[str, Any]]:
+        """The event chain, oldest first (only a document's events, if given)."""
+        doc_id = self.resolve(document) if document is not None else None
+        events = []
+        for event in iter_events(self.conn, document=doc_id):
+            event["details"] = json.loads(event["details"])
+            events.append(event)
+        return events
+
+    def counts(self) -> dict[str, int]:
+        """How many documents, events and annotation revisions the archive holds."""
+        return {
+            table.replace("_", " "): self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("documents", "events", "annotation_revisions")
+        }
+
+    def verify(self) -> list[str]:
+        """Every problem found (an empty list when the archive is sound)."""
+        return verify_archive(self.conn)

@@ -1,0 +1,106 @@
+"""What every command shares: the group, ``--db``, ``--by``, ``--json``, errors, progress."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Iterable
+
+import click
+
+from .. import __version__
+from ..archive import Archive, default_user
+from ..errors import StetError
+
+
+@click.group()
+@click.version_option(__version__, prog_name="stet")
+def cli() -> None:
+    """stet: a provenance-tracking document archive with versioned annotations.
+
+    Every byte kept as received, every mark on a text signed, dated and never lost.
+    Every command takes --db (default archive.db, or $STET_DB).
+
+    \b
+    Example:
+        stet ingest ingest/ --source https://example.org/press
+        stet documents
+        stet verify
+    """
+
+
+def db_option(fn):
+    return click.option(
+        "--db", "db_path", type=click.Path(dir_okay=False), envvar="STET_DB",
+        default="archive.db", show_default=True, help="The archive file ($STET_DB).",
+    )(fn)
+
+
+def by_option(fn):
+    return click.option(
+        "--by", default=None, help="Who does this ($STET_USER, else the login name).",
+    )(fn)
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+
+
+def silent_option(fn):
+    return click.option("-s", "--silent", is_flag=True, help="No progress bar.")(fn)
+
+
+def errors(fn):
+    """Turn library errors into ``Error: ...`` on stderr with exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StetError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def open_archive(db_path: str, *, create: bool = False) -> Archive:
+    """Open the archive; reading commands refuse a file that does not exist yet."""
+    if not create and not os.path.exists(db_path):
+        raise click.ClickException(f"no archive at {db_path} (ingest something first, or give --db)")
+    return Archive(db_path)
+
+
+def user(by: str | None) -> str:
+    return by or default_user()
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def echo_json_lines(values: Iterable[Any]) -> None:
+    for value in values:
+        click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def progressbar(items, *, silent: bool, label: str, **kwargs):
+    """A progress bar on a terminal; nothing when silent or when stdout is not a terminal."""
+    if silent or not sys.stdout.isatty():
+        return _Quiet(items)
+    return click.progressbar(items, label=label, file=sys.stderr, **kwargs)
+
+
+class _Quiet:
+    def __init__(self, items) -> None:
+        self.items = items
+
+    def __enter__(self):
+        return self.items
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None

@@ -1,0 +1,368 @@
+"""Ingest: walk paths, hash and extract each file, store it with its event, all or nothing.
+
+The work is split in two so that it can run in parallel and stay crash-safe:
+
+- :func:`prepare` reads one file (streaming, flat memory), hashes it, detects its media type
+  and extracts its text. It is pure: it touches no database, so it can run in worker
+  processes.
+- :class:`Writer` stores prepared files in batches, each batch one ``BEGIN IMMEDIATE``
+  transaction with ``executemany`` inserts: raw bytes in chunks, the document row, the text
+  and the event commit together, or not at all. A crash loses at most the open batch, which
+  a re-run ingests as new files (never as duplicates of something missing).
+
+Large files (over :data:`SMALL_FILE` bytes) are not held in memory: they are hashed in one
+streaming pass and, unless already archived, stored in a second streaming pass that hashes
+again and refuses the file if it changed in between.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from . import timeutil
+from .errors import StetError
+from .extract import EXTRACT_LIMIT, Extraction, detect_media_type, empty, extract
+from .hashing import CHUNK_SIZE, sha256_bytes, sha256_file, sha256_text
+from .provenance import Chain
+
+#: Files up to this size are read whole (one read, one hash); larger ones are streamed.
+SMALL_FILE = 8 * CHUNK_SIZE
+#: A batch commits after this many files or this many bytes, whichever comes first.
+BATCH_FILES = 1000
+BATCH_BYTES = 64 * CHUNK_SIZE
+
+
+@dataclass
+class Entry:
+    """A file found by :func:`walk`, or a path that could not be walked (``error`` set)."""
+
+    path: str
+    error: str | None = None
+
+
+def walk(paths: Iterable[str | os.PathLike]) -> Iterator[Entry]:
+    """Files under each path, recursively, in a stable (sorted) order.
+
+    Symbolic links are followed only while they stay inside the tree being walked; a link
+    that leads out of it, a link loop, a dangling link or an unreadable folder is an
+    ``Entry`` with an ``error`` naming the path, and the walk goes on.
+    """
+    for given in paths:
+        path = os.fspath(given)
+        if not os.path.lexists(path):
+            yield Entry(path, f"{path}: no such file or directory")
+            continue
+        try:
+            real = os.path.realpath(path, strict=True)
+        except OSError as exc:
+            yield Entry(path, f"{path}: {_reason(exc)}")
+            continue
+        if os.path.isdir(real):
+            yield from _walk_dir(path, real, root=real, seen={real})
+        else:
+            yield Entry(path)
+
+
+def _walk_dir(path: str, real: str, *, root: str, seen: set[str]) -> Iterator[Entry]:
+    try:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        yield Entry(path, f"{path}: {_reason(exc)}")
+        return
+    for entry in entries:
+        child = os.path.join(path, entry.name)
+        if entry.is_symlink():
+            try:
+                target = os.path.realpath(child, strict=True)
+            except OSError as exc:
+                yield Entry(child, f"{child}: {_reason(exc)}")
+                continue
+            if target != root and not target.startswith(root + os.sep):
+                yield Entry(child, f"{child}: symbolic link leads out of {root}; not followed")
+                continue
+            if os.path.isdir(target):
+                if target in seen or (real + os.sep).startswith(target + os.sep):
+                    yield Entry(child, f"{child}: symbolic link loop; not followed")
+                    continue
+                yield from _walk_dir(child, target, root=root, seen=seen | {target})
+            else:
+                yield Entry(child)
+        elif entry.is_dir(follow_symlinks=False):
+            target = os.path.join(real, entry.name)
+            yield from _walk_dir(child, target, root=root, seen=seen | {target})
+        elif entry.is_file(follow_symlinks=False):
+            yield Entry(child)
+        # sockets, FIFOs and devices are not documents: skipped
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else str(exc)
+
+
+@dataclass
+class Prepared:
+    """One file read, hashed and extracted, ready to store."""
+
+    path: str
+    filename: str
+    slot: int = -1  # where its results go in the writer's list, which keeps walk order
+    sha256: str = ""
+    size: int = 0
+    media_type: str = "application/octet-stream"
+    data: bytes | None = None  # the raw bytes of a small file; None for a streamed one
+    extraction: Extraction | None = None
+    error: str | None = None
+    parts: list["Prepared"] = field(default_factory=list)
+
+
+def prepare(path: str) -> Prepared:
+    """Read, hash, sniff and extract one file. Never raises for a bad file."""
+    item = Prepared(path=path, filename=os.path.basename(path))
+    try:
+        with open(path, "rb") as stream:
+            info = os.fstat(stream.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise IsADirectoryError(21, "not a regular file")
+            if info.st_size <= SMALL_FILE:
+                data = stream.read()
+                item.data = data
+                item.sha256 = sha256_bytes(data)
+                item.size = len(data)
+            else:
+                item.sha256, item.size = sha256_file(stream)
+                stream.seek(0)
+                data = stream.read(EXTRACT_LIMIT + 1) if item.size <= EXTRACT_LIMIT else stream.read(64 * 1024)
+    except OSError as exc:
+        item.error = f"{path}: {_reason(exc)}"
+        return item
+    fill(item, data)
+    return item
+
+
+def prepare_bytes(data: bytes, filename: str, path: str) -> Prepared:
+    """Prepare bytes that are not a file of their own (an attachment inside a message)."""
+    item = Prepared(path=path, filename=filename, data=data, sha256=sha256_bytes(data), size=len(data))
+    fill(item, data)
+    return item
+
+
+def fill(item: Prepared, data: bytes) -> None:
+    """Media type, text and parts of a prepared item, from its bytes (or their head)."""
+    item.media_type = detect_media_type(data[:8192], item.filename)
+    if item.size > EXTRACT_LIMIT:
+        item.extraction = empty(f"not extracted: {item.size} bytes is over the "
+                                f"{EXTRACT_LIMIT}-byte extraction limit")
+    else:
+        item.extraction = extract(data, item.media_type)
+    for index, (name, part) in enumerate(item.extraction.parts):
+        item.parts.append(prepare_bytes(part, name or f"part-{index + 1}", f"{item.path}#{name}"))
+    item.extraction.parts = []
+
+
+@dataclass
+class Options:
+    by: str
+    source: str | None = None
+    title: str | None = None
+    restricted: bool = False
+    supersedes: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # extra provenance (a bag's info)
+
+
+class Writer:
+    """Stores prepared files in batched transactions; see the module docstring."""
+
+    def __init__(self, conn, options: Options) -> None:
+        self.conn = conn
+        self.options = options
+        self.batch: list[Prepared] = []
+        self.batch_bytes = 0
+        self._slots: list[list[dict[str, Any]]] = []
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """One result per file (an attachment's after its message's), in the order added."""
+        return [result for slot in self._slots for result in slot]
+
+    def error(self, path: str, message: str) -> None:
+        self._slots.append([_result(Prepared(path, os.path.basename(path)), None, "error",
+                                    error=message)])
+
+    def add(self, item: Prepared) -> None:
+        if item.error:
+            self.error(item.path, item.error)
+            return
+        item.slot = len(self._slots)
+        self._slots.append([])
+        if item.data is None:  # a large file: its own transaction, streamed
+            self.flush()
+            try:
+                self._write([item])
+            except FileChanged as exc:
+                self._slots[item.slot] = [_result(item, None, "error", error=str(exc))]
+            return
+        if item.data is None:  # a large file: its own transaction, streamed
+            self.flush()
+            self._write([item])
+            return
+        self.batch.append(item)
+        self.batch_bytes += item.size + len(item.extraction.text) if item.extraction else item.size
+        if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            batch, self.batch, self.batch_bytes = self.batch, [], 0
+            self._write(batch)
+
+    def _write(self, items: list[Prepared]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert(items)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for item in items:
+                self._slots[item.slot] = []
+            raise
+
+    def _insert(self, items: list[Prepared]) -> None:
+        conn = self.conn
+        opts = self.options
+        next_id = conn.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
+        known: dict[str, int] = {}
+        blobs, chunks, documents, texts, events = [], [], [], [], []
+
+        def store(item: Prepared, parent: int | None, results: list[dict[str, Any]]) -> None:
+            nonlocal next_id
+            existing = known.get(item.sha256)
+            if existing is None:
+                row = conn.execute("SELECT id FROM documents WHERE sha256 = ?", (item.sha256,)).fetchone()
+                existing = row[0] if row else None
+            time = timeutil.iso(timeutil.now())
+            ext = item.extraction
+            details = {
+                "path": os.path.abspath(item.path) if "#" not in item.path else item.path,
+                "sha256": item.sha256,
+                "size": item.size,
+                "media_type": item.media_type,
+                "source": opts.source,
+                "restricted": opts.restricted,
+                **opts.details,
+            }
+            if existing is not None:
+                details["status"] = "duplicate"
+                events.append(dict(time=time, actor=opts.by, action="ingest-duplicate",
+                                   subject=f"document:{existing}", document=existing, details=details))
+                results.append(_result(item, existing, "duplicate"))
+                doc_id = existing
+            else:
+                next_id += 1
+                doc_id = next_id
+                known[item.sha256] = doc_id
+                if item.data is not None:
+                    count = (item.size + CHUNK_SIZE - 1) // CHUNK_SIZE
+                    blobs.append((item.sha256, item.size, count))
+                    chunks.extend(
+                        (item.sha256, seq, item.data[offset:offset + CHUNK_SIZE])
+                        for seq, offset in enumerate(range(0, item.size, CHUNK_SIZE))
+                    )
+                else:
+                    self._stream_blob(item)
+                title = (opts.title if parent is None else None) or ext.title or item.filename
+                documents.append((doc_id, item.sha256, title, item.filename, item.media_type,
+                                  item.size, opts.source, int(opts.restricted), opts.by, time,
+                                  parent, opts.supersedes if parent is None else None))
+                texts.append((doc_id, sha256_text(ext.text), len(ext.text), ext.text, ext.extractor,
+                               ext.extractor_version, ext.encoding, ext.warning))
+                details.update(status="new", title=title, text_sha256=texts[-1][1],
+                               extractor=ext.extractor, extractor_version=ext.extractor_version)
+                if parent is not None:
+                    details["parent"] = parent
+                if ext.warning:
+                    details["warning"] = ext.warning
+                events.append(dict(time=time, actor=opts.by, action="ingest",
+                                   subject=f"document:{doc_id}", document=doc_id, details=details))
+                results.append(_result(item, doc_id, "new", warning=ext.warning))
+            for part in item.parts:
+                store(part, doc_id, results)
+
+        for item in items:
+            store(item, None, self._slots[item.slot])
+        # Parents before children: the blob and document rows go in id order.
+        conn.executemany("INSERT INTO blobs (sha256, size, chunk_count) VALUES (?, ?, ?)", blobs)
+        conn.executemany("INSERT INTO blob_chunks (sha256, seq, data) VALUES (?, ?, ?)", chunks)
+        conn.executemany(
+            "INSERT INTO documents (id, sha256, title, filename, media_type, size, source, "
+            "restricted, ingested_by, ingested_at, parent, supersedes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            documents,
+        )
+        conn.executemany(
+            "INSERT INTO texts (document, sha256, length, text, extractor, extractor_version, "
+            "encoding, warning) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            texts,
+        )
+        Chain(conn).append_many(events)
+
+    def _stream_blob(self, item: Prepared) -> None:
+        """Store a large file's bytes chunk by chunk, hashing again as it goes."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        count = (item.size + CHUNK_SIZE - 1) // CHUNK_SIZE
+        self.conn.execute("INSERT INTO blobs (sha256, size, chunk_count) VALUES (?, ?, ?)",
+                          (item.sha256, item.size, count))
+        size = 0
+        with open(item.path, "rb") as stream:
+            for seq, block in enumerate(iter(lambda: stream.read(CHUNK_SIZE), b"")):
+                digest.update(block)
+                size += len(block)
+                self.conn.execute("INSERT INTO blob_chunks (sha256, seq, data) VALUES (?, ?, ?)",
+                                  (item.sha256, seq, block))
+        if digest.hexdigest() != item.sha256 or size != item.size:
+            raise FileChanged(f"{item.path}: file changed while it was being ingested")
+
+
+class FileChanged(StetError):
+    pass
+
+
+def _result(item: Prepared, doc_id: int | None, status: str, *, error: str | None = None,
+            warning: str | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "path": item.path,
+        "id": doc_id,
+        "sha256": item.sha256 or None,
+        "size": item.size if item.sha256 else None,
+        "media_type": item.media_type if item.sha256 else None,
+        "status": status,
+    }
+    if error:
+        result["error"] = error
+    if warning:
+        result["warning"] = warning
+    return result
+
+
+def ingest(conn, paths: Iterable[str], options: Options, *,
+           progress: Callable[[Iterable[Entry]], Iterable[Entry]] | None = None) -> list[dict[str, Any]]:
+    """Ingest every file under ``paths``; return one result per file, in walk order."""
+    entries = list(walk(paths))
+    if options.title is not None and sum(1 for e in entries if not e.error) != 1:
+        raise StetError("--title takes a single file")
+    writer = Writer(conn, options)
+    for entry in (progress(entries) if progress else entries):
+        if entry.error:
+            writer.error(entry.path, entry.error)
+        else:
+            writer.add(prepare(entry.path))
+    writer.flush()
+    return writer.results

@@ -1,0 +1,268 @@
+"""The schema: tables, indexes and the triggers that make history append-only.
+
+Every table that records what happened (raw bytes, documents, texts, events, layers,
+annotation revisions) refuses UPDATE and DELETE in the database itself, so no code path and
+no SQL client can rewrite history. Derived tables (the current state of annotations, full-text
+indexes) may be rebuilt from them.
+
+Schema changes go through :class:`sqlite_utils.migrations.Migrations`; a migration is never
+edited once released, a change is a new migration.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+GENESIS_HASH = "0" * 64
+
+#: Tables whose rows are history: the database refuses UPDATE and DELETE on them.
+APPEND_ONLY = (
+    "blobs",
+    "blob_chunks",
+    "documents",
+    "texts",
+    "events",
+    "layers",
+    "annotation_revisions",
+)
+
+migrations = Migrations("stet")
+
+
+def _append_only(table: str) -> str:
+    return f"""
+    CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+    BEGIN SELECT RAISE(ABORT, '{table} is append-only: UPDATE refused'); END;
+    CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+    BEGIN SELECT RAISE(ABORT, '{table} is append-only: DELETE refused'); END;
+    """
+
+
+@migrations()
+def m001_core(db: sqlite_utils.Database) -> None:
+    _script(db, 
+        f"""
+        CREATE TABLE blobs (
+            sha256 TEXT PRIMARY KEY NOT NULL
+                CHECK (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*'),
+            size INTEGER NOT NULL CHECK (size >= 0),
+            chunk_count INTEGER NOT NULL CHECK (chunk_count >= 0)
+        );
+        -- Raw bytes in chunks of at most CHUNK_SIZE bytes, in order (seq from 0).
+        CREATE TABLE blob_chunks (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL REFERENCES blobs(sha256),
+            seq INTEGER NOT NULL CHECK (seq >= 0),
+            data BLOB NOT NULL,
+            UNIQUE (sha256, seq)
+        );
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE REFERENCES blobs(sha256),
+            title TEXT,
+            filename TEXT NOT NULL,
+            media_type TEXT NOT NULL,
+            size INTEGER NOT NULL CHECK (size >= 0),
+            source TEXT,
+            restricted INTEGER NOT NULL DEFAULT 0 CHECK (restricted IN (0, 1)),
+            ingested_by TEXT NOT NULL,
+            ingested_at TEXT NOT NULL,
+            parent INTEGER REFERENCES documents(id),
+            supersedes INTEGER REFERENCES documents(id)
+        );
+        CREATE INDEX documents_parent ON documents(parent) WHERE parent IS NOT NULL;
+        -- A document's annotatable text, extracted once; offsets index it in code points.
+        CREATE TABLE texts (
+            document INTEGER PRIMARY KEY REFERENCES documents(id),
+            sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+            length INTEGER NOT NULL CHECK (length >= 0),
+            text TEXT NOT NULL,
+            extractor TEXT NOT NULL,
+            extractor_version TEXT NOT NULL,
+            encoding TEXT,
+            warning TEXT
+        );
+        -- The hash-chained event log: one row per write, linear, append-only.
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+            time TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT,
+            document INTEGER REFERENCES documents(id),
+            details TEXT NOT NULL,
+            prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),
+            hash TEXT NOT NULL UNIQUE CHECK (length(hash) = 64)
+        );
+        CREATE INDEX events_document ON events(document) WHERE document IS NOT NULL;
+        CREATE TRIGGER events_linear BEFORE INSERT ON events
+        BEGIN
+            SELECT RAISE(ABORT, 'events: seq must follow the last event')
+            WHERE NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM events);
+            SELECT RAISE(ABORT, 'events: prev_hash must be the hash of the last event')
+            WHERE NEW.prev_hash IS NOT coalesce(
+                (SELECT hash FROM events ORDER BY seq DESC LIMIT 1), '{GENESIS_HASH}');
+        END;
+        CREATE TRIGGER texts_length BEFORE INSERT ON texts
+        BEGIN
+            SELECT RAISE(ABORT, 'texts: length must be the number of code points')
+            WHERE NEW.length IS NOT length(NEW.text);
+        END;
+        {''.join(_append_only(t) for t in ("blobs", "blob_chunks", "documents", "texts", "events"))}
+        """
+    )
+
+
+@migrations()
+def m002_annotations(db: sqlite_utils.Database) -> None:
+    _script(db, 
+        f"""
+        CREATE TABLE layers (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE CHECK (length(name) > 0),
+            description TEXT,
+            colour TEXT,
+            created_by TEXT NOT NULL,
+            created TEXT NOT NULL
+        );
+        -- Every revision of every annotation: the source of truth, append-only.
+        -- Revision 1 creates the annotation; a retraction is a revision with status 'retracted'.
+        CREATE TABLE annotation_revisions (
+            id INTEGER PRIMARY KEY,
+            annotation INTEGER NOT NULL CHECK (annotation >= 1),
+            revision INTEGER NOT NULL CHECK (revision >= 1),
+            uuid TEXT NOT NULL,
+            document INTEGER NOT NULL REFERENCES documents(id),
+            layer INTEGER NOT NULL REFERENCES layers(id),
+            reply_to INTEGER,
+            start INTEGER,
+            "end" INTEGER,
+            exact TEXT,
+            prefix TEXT,
+            suffix TEXT,
+            body TEXT NOT NULL DEFAULT '',
+            motivation TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags) AND json_type(tags) = 'array'),
+            creator TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created TEXT NOT NULL,
+            modified TEXT NOT NULL,
+            modified_us INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('active', 'retracted')),
+            reason TEXT,
+            UNIQUE (annotation, revision),
+            UNIQUE (uuid, revision),
+            CHECK ((start IS NULL AND "end" IS NULL AND exact IS NULL)
+                   OR (start >= 0 AND start < "end" AND exact IS NOT NULL)),
+            CHECK (start IS NOT NULL OR reply_to IS NOT NULL)
+        );
+        CREATE INDEX annotation_revisions_document_time
+            ON annotation_revisions(document, modified_us);
+        CREATE INDEX annotation_revisions_annotation_time
+            ON annotation_revisions(annotation, modified_us);
+        CREATE TRIGGER annotation_revisions_sequence BEFORE INSERT ON annotation_revisions
+        BEGIN
+            SELECT RAISE(ABORT, 'annotation_revisions: revision must follow the last one')
+            WHERE NEW.revision IS NOT (
+                SELECT coalesce(max(revision), 0) + 1 FROM annotation_revisions
+                WHERE annotation = NEW.annotation);
+            SELECT RAISE(ABORT, 'annotation_revisions: a revision keeps its annotation''s uuid, document, layer, creator, created and reply_to')
+            WHERE NEW.revision > 1 AND NOT EXISTS (
+                SELECT 1 FROM annotation_revisions WHERE annotation = NEW.annotation
+                AND revision = 1 AND uuid = NEW.uuid AND document = NEW.document
+                AND layer = NEW.layer AND creator = NEW.creator AND created = NEW.created
+                AND reply_to IS NEW.reply_to);
+            SELECT RAISE(ABORT, 'annotation_revisions: uuid already names another annotation')
+            WHERE NEW.revision = 1 AND EXISTS (
+                SELECT 1 FROM annotation_revisions WHERE uuid = NEW.uuid);
+            SELECT RAISE(ABORT, 'annotation_revisions: span outside the text or exact is not text[start:end]')
+            WHERE NEW.start IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM texts WHERE document = NEW.document
+                AND NEW."end" <= length
+                AND substr(text, NEW.start + 1, NEW."end" - NEW.start) = NEW.exact);
+        END;
+        -- The current state, one row per annotation: derived, maintained by the trigger below,
+        -- rebuildable from annotation_revisions (stet verify checks that it agrees).
+        CREATE TABLE annotations (
+            id INTEGER PRIMARY KEY,
+            uuid TEXT NOT NULL UNIQUE,
+            document INTEGER NOT NULL REFERENCES documents(id),
+            layer INTEGER NOT NULL REFERENCES layers(id),
+            reply_to INTEGER,
+            start INTEGER,
+            "end" INTEGER,
+            exact TEXT,
+            prefix TEXT,
+            suffix TEXT,
+            body TEXT NOT NULL,
+            motivation TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            creator TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created TEXT NOT NULL,
+            modified TEXT NOT NULL,
+            modified_us INTEGER NOT NULL,
+            revision INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT
+        );
+        CREATE INDEX annotations_span ON annotations(document, start, "end");
+        CREATE INDEX annotations_layer ON annotations(layer);
+        CREATE INDEX annotations_creator ON annotations(creator);
+        CREATE TRIGGER annotation_revisions_current AFTER INSERT ON annotation_revisions
+        BEGIN
+            INSERT OR REPLACE INTO annotations (
+                id, uuid, document, layer, reply_to, start, "end", exact, prefix, suffix,
+                body, motivation, tags, creator, author, created, modified, modified_us,
+                revision, status, reason)
+            VALUES (
+                NEW.annotation, NEW.uuid, NEW.document, NEW.layer, NEW.reply_to, NEW.start,
+                NEW."end", NEW.exact, NEW.prefix, NEW.suffix, NEW.body, NEW.motivation,
+                NEW.tags, NEW.creator, NEW.author, NEW.created, NEW.modified, NEW.modified_us,
+                NEW.revision, NEW.status, NEW.reason);
+        END;
+        {''.join(_append_only(t) for t in ("layers", "annotation_revisions"))}
+        """
+    )
+
+
+def connect(path: str, *, create: bool = True) -> sqlite_utils.Database:
+    """Open an archive: WAL, foreign keys, a busy timeout, migrations applied."""
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    db = sqlite_utils.Database(conn)
+    if create:
+        migrate(db)
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Apply pending migrations under the write lock, so concurrent openers do it once."""
+    if not migrations.pending(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        migrations.apply(db)  # looks again under the lock; each migration is a savepoint
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _script(db: sqlite_utils.Database, sql: str) -> None:
+    """Run a script statement by statement (executescript would COMMIT mid-migration)."""
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement: {statement!r}")
