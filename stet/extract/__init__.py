@@ -30,6 +30,9 @@ class Extraction:
     encoding: str | None = None
     warning: str | None = None
     title: str | None = None
+    #: True when ``text.encode("utf-8")`` is exactly the raw bytes (a UTF-8 file without BOM
+    #: or CR): the bytes are then stored once, as the text, and the text's SHA-256 is theirs.
+    verbatim: bool = False
     #: Further documents found inside this one (an email's attachments):
     #: a list of (filename, bytes).
     parts: list[tuple[str, bytes]] = field(default_factory=list)
@@ -111,3 +114,4 @@ def sniffer(fn: Sniffer) -> Sniffer:
 _SNIFFERS.append(_sniff_html)
 
 from . import text, html  # noqa: E402,F401  (registers the extractors)
+from . import pdf, word, message  # noqa: E402,F401  (word: DOCX; not named after python-docx)
