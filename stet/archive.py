@@ -22,9 +22,12 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from . import annotations as annotations_module
 from . import ingest as ingest_module
 from . import store
+from . import w3c
 from .errors import Ambiguous, InvalidInput, NotFound
+from .hashing import CHUNK_SIZE
 from .provenance import Chain, iter_events
 from .verify import verify as verify_archive
 
@@ -178,11 +181,82 @@ class Archive:
     def raw(self, ref: str | int) -> Iterator[bytes]:
         """The document's raw bytes, chunk by chunk."""
         doc_id = self.resolve(ref)
-        (sha,) = self.conn.execute("SELECT sha256 FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        sha, storage = self.conn.execute(
+            "SELECT d.sha256, b.storage FROM documents d JOIN blobs b ON b.sha256 = d.sha256 "
+            "WHERE d.id = ?", (doc_id,)).fetchone()
+        if storage == "text":  # the bytes are the text's UTF-8, kept once (see store.py)
+            (data,) = self.conn.execute(
+                "SELECT CAST(text AS BLOB) FROM texts WHERE document = ?", (doc_id,)).fetchone()
+            for offset in range(0, len(data), CHUNK_SIZE):
+                yield bytes(data[offset:offset + CHUNK_SIZE])
+            return
         for (data,) in self.conn.execute(
             "SELECT data FROM blob_chunks WHERE sha256 = ? ORDER BY seq", (sha,)
         ):
             yield bytes(data)
+
+    # -- annotations (stet.annotations, stet.w3c) ----------------------------------------
+
+    def add_layer(self, name: str, *, by: str | None = None, description: str | None = None,
+                  colour: str | None = None) -> dict[str, Any]:
+        with self.write() as chain:
+            return annotations_module.add_layer(self.conn, chain, name, by=by or default_user(),
+                                                description=description, colour=colour)
+
+    def layers(self) -> list[dict[str, Any]]:
+        return annotations_module.layers(self.conn)
+
+    def annotate(self, document: str | int, *, layer: str, body: str = "", by: str | None = None,
+                 start: int | None = None, end: int | None = None, quote: str | None = None,
+                 prefix: str | None = None, suffix: str | None = None,
+                 motivation: str | None = None, tags: Iterable[str] = (),
+                 reply_to: int | None = None) -> dict[str, Any]:
+        """A new annotation on a span (offsets, or a quote) of a document's text."""
+        span = annotations_module.Span(start, end, quote, prefix, suffix)
+        with self.write() as chain:
+            return annotations_module.annotate(
+                self.conn, chain, self.resolve(document), layer=layer, body=body,
+                by=by or default_user(), span=span, motivation=motivation, tags=tags,
+                reply_to=reply_to)
+
+    def revise(self, annotation: int, *, by: str | None = None, body: str | None = None,
+               start: int | None = None, end: int | None = None, quote: str | None = None,
+               prefix: str | None = None, suffix: str | None = None,
+               tags: Iterable[str] | None = None, motivation: str | None = None) -> dict[str, Any]:
+        span = annotations_module.Span(start, end, quote, prefix, suffix)
+        with self.write() as chain:
+            return annotations_module.revise(self.conn, chain, annotation, by=by or default_user(),
+                                             body=body, span=span, tags=tags, motivation=motivation)
+
+    def retract(self, annotation: int, *, by: str | None = None,
+                reason: str | None = None) -> dict[str, Any]:
+        with self.write() as chain:
+            return annotations_module.retract(self.conn, chain, annotation,
+                                              by=by or default_user(), reason=reason)
+
+    def annotation(self, annotation: int) -> dict[str, Any]:
+        return annotations_module.get(self.conn, annotation)
+
+    def annotations(self, document: str | int | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Current annotations, or as they were ``at=`` an instant; see annotations.query."""
+        doc_id = self.resolve(document) if document is not None else None
+        return annotations_module.query(self.conn, document=doc_id, **filters)
+
+    def history(self, annotation: int) -> list[dict[str, Any]]:
+        return annotations_module.history(self.conn, annotation)
+
+    def export(self, out, documents: Iterable[str | int] = (), *, fmt: str = "w3c",
+               layer: str | None = None, history: bool = False) -> int:
+        """Write annotations as W3C JSON-LD, JSON Lines or brat to ``out``; return the count."""
+        doc_ids = [self.resolve(d) for d in documents] or None
+        return w3c.export(self.conn, out, fmt=fmt, documents=doc_ids, layer=layer,
+                          history=history)
+
+    def import_(self, paths: Iterable[str | os.PathLike], *,
+                by: str | None = None) -> list[dict[str, Any]]:
+        """Import W3C annotation files and folders; all or nothing, one event per file."""
+        with self.write() as chain:
+            return w3c.import_files(self.conn, chain, paths, by=by or default_user())
 
     # -- provenance -----------------------------------------------------------------------
 

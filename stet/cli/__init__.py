@@ -5,5 +5,6 @@ Each module registers its commands on the one group in :mod:`stet.cli.common`.
 
 from .common import cli
 from . import documents  # noqa: F401  (ingest, documents, show, text, log, verify)
+from . import annotations  # noqa: F401  (layer, annotate, revise, retract, annotations, history, export, import)
 
 __all__ = ["cli"]

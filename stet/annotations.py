@@ -1,0 +1,497 @@
+"""Versioned span annotations: layers, revisions, the current state and the past.
+
+``annotation_revisions`` is the source of truth and only ever grows: revision 1 creates an
+annotation, each edit appends the next revision, a retraction appends a tombstone (status
+``retracted``). ``annotations`` is the current state, one row per annotation, maintained by a
+trigger on every insert. The state at a past instant is the latest revision of each
+annotation whose ``modified_us`` is at or before it.
+
+Every function that writes takes the :class:`~stet.provenance.Chain` of the caller's write
+transaction (``Archive.write()``) and appends its event there, so the revision and its event
+commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid as uuid_module
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from . import anchoring, timeutil
+from .errors import InvalidInput, NotFound, StetError
+from .hashing import sha256_json
+from .provenance import Chain
+
+#: The W3C Web Annotation motivations, and stet's one extension.
+MOTIVATIONS = (
+    "assessing", "bookmarking", "classifying", "commenting", "describing", "editing",
+    "highlighting", "identifying", "linking", "moderating", "questioning", "replying",
+    "tagging", "correcting",
+)
+
+#: Columns of a revision row, in insert order.
+REVISION_COLUMNS = (
+    "annotation", "revision", "uuid", "document", "layer", "reply_to", "start", "end", "exact",
+    "prefix", "suffix", "body", "motivation", "tags", "creator", "author", "created",
+    "modified", "modified_us", "status", "reason",
+)
+INSERT_REVISION = (
+    "INSERT INTO annotation_revisions (" + ", ".join(f'"{c}"' for c in REVISION_COLUMNS) + ") "
+    f"VALUES ({', '.join('?' * len(REVISION_COLUMNS))})"
+)
+
+#: Fields of an annotation's JSON, in order (DESIGN.md's list, plus creator and reason).
+FIELDS = (
+    "id", "uuid", "document", "layer", "reply_to", "start", "end", "exact", "prefix", "suffix",
+    "body", "motivation", "tags", "creator", "author", "created", "modified", "revision",
+    "status", "reason",
+)
+_SELECT = (
+    'a.{id}, a.uuid, a.document, l.name, a.reply_to, a.start, a."end", a.exact, a.prefix, '
+    "a.suffix, a.body, a.motivation, a.tags, a.creator, a.author, a.created, a.modified, "
+    "a.revision, a.status, a.reason"
+)
+_COLOUR = re.compile(r"#[0-9a-fA-F]{3}([0-9a-fA-F]{3})?|[a-zA-Z]{1,32}")
+
+
+@dataclass
+class Span:
+    """What the user gave to place an annotation: offsets, or a quote with context."""
+
+    start: int | None = None
+    end: int | None = None
+    quote: str | None = None
+    prefix: str | None = None
+    suffix: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.start is not None or self.end is not None or self.quote is not None
+
+    def resolve(self, text: str, document: int) -> anchoring.Anchor:
+        if self.quote is not None:
+            if self.start is not None or self.end is not None:
+                raise InvalidInput("give either --start/--end or --quote, not both")
+            try:
+                return anchoring.find_quote(text, self.quote, self.prefix, self.suffix)
+            except StetError as exc:
+                raise type(exc)(f"document {document}: {exc}") from None
+        if self.prefix is not None or self.suffix is not None:
+            raise InvalidInput("--prefix and --suffix go with --quote")
+        if self.start is None or self.end is None:
+            raise InvalidInput("give both --start and --end (or --quote)")
+        try:
+            return anchoring.anchor(text, self.start, self.end)
+        except StetError as exc:
+            raise type(exc)(f"document {document}: {exc}") from None
+
+
+# -- layers -----------------------------------------------------------------------------
+
+
+def layers(conn) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT l.id, l.name, l.description, l.colour, l.created_by, l.created, "
+        "(SELECT count(*) FROM annotations a WHERE a.layer = l.id AND a.status = 'active') "
+        "FROM layers l ORDER BY l.id"
+    )
+    keys = ("id", "name", "description", "colour", "created_by", "created", "annotations")
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def add_layer(conn, chain: Chain, name: str, *, by: str, description: str | None = None,
+              colour: str | None = None, time: str | None = None) -> dict[str, Any]:
+    """Create a layer (an event); an existing name is an error."""
+    name = check_layer_name(name)
+    if colour is not None and not _COLOUR.fullmatch(colour):
+        raise InvalidInput(f"colour {colour!r}: give #rgb, #rrggbb or a CSS colour name")
+    if conn.execute("SELECT 1 FROM layers WHERE name = ?", (name,)).fetchone():
+        raise InvalidInput(f"layer {name!r} already exists")
+    time = time or timeutil.iso(timeutil.now())
+    cursor = conn.execute(
+        "INSERT INTO layers (name, description, colour, created_by, created) VALUES (?, ?, ?, ?, ?)",
+        (name, description, colour, by, time),
+    )
+    record = {"id": cursor.lastrowid, "name": name, "description": description,
+              "colour": colour, "created_by": by, "created": time}
+    chain.append(time=time, actor=by, action="layer-add", subject=f"layer:{name}",
+                 details={k: v for k, v in record.items() if k not in ("created_by", "created")})
+    return record
+
+
+def check_layer_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a layer needs a name")
+    if name != name.strip() or any(c in name for c in "\t\n\r"):
+        raise InvalidInput(f"layer name {name!r}: no leading or trailing space, tab or newline")
+    return name
+
+
+def layer_id(conn, chain: Chain | None, name: str, *, by: str, create: bool = True) -> int:
+    """The id of a layer by name, created (with its event) on first use."""
+    row = conn.execute("SELECT id FROM layers WHERE name = ?", (name,)).fetchone()
+    if row:
+        return row[0]
+    if not create or chain is None:
+        raise NotFound(f"no layer {name!r}")
+    return add_layer(conn, chain, name, by=by)["id"]
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def annotate(conn, chain: Chain, document: int, *, layer: str, body: str = "", by: str,
+             span: Span | None = None, motivation: str | None = None,
+             tags: Iterable[str] = (), reply_to: int | None = None) -> dict[str, Any]:
+    """Create an annotation (revision 1) on a document's text; returns its JSON."""
+    span = span or Span()
+    parent = None
+    if reply_to is not None:
+        parent = get(conn, reply_to)
+        if parent["document"] != document:
+            raise InvalidInput(
+                f"annotation {reply_to} is on document {parent['document']}, not {document}"
+            )
+    elif not span.given:
+        raise InvalidInput("an annotation needs a span (--start/--end or --quote); "
+                           "only a reply (--reply-to) may have none")
+    motivation = check_motivation(motivation or ("replying" if parent else "commenting"))
+    anchor = span.resolve(document_text(conn, document), document) if span.given else None
+    layer_number = layer_id(conn, chain, check_layer_name(layer), by=by)
+    number = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM annotations").fetchone()[0]
+    moment = timeutil.now()
+    now, now_us = timeutil.iso(moment), timeutil.micros(moment)
+    row = _row(annotation=number, revision=1, uuid=str(uuid_module.uuid4()), document=document,
+               layer=layer_number, reply_to=reply_to, anchor=anchor, body=body,
+               motivation=motivation, tags=check_tags(tags), creator=by, author=by,
+               created=now, modified=now, modified_us=now_us, status="active", reason=None)
+    return _write(conn, chain, row, action="annotate", actor=by)
+
+
+def revise(conn, chain: Chain, annotation: int, *, by: str, body: str | None = None,
+           span: Span | None = None, tags: Iterable[str] | None = None,
+           motivation: str | None = None) -> dict[str, Any]:
+    """Append a revision: what is given changes, the rest is kept."""
+    span = span or Span()
+    if body is None and not span.given and tags is None and motivation is None:
+        raise InvalidInput("nothing to revise: give --body, --start/--end, --quote, --tag "
+                           "or --motivation")
+    last = _last_revision(conn, annotation)
+    if last["status"] == "retracted":
+        raise InvalidInput(f"annotation {annotation} is retracted; it cannot be revised")
+    if span.given:
+        anchor = span.resolve(document_text(conn, last["document"]), last["document"])
+        last.update(start=anchor.start, end=anchor.end, exact=anchor.exact,
+                    prefix=anchor.prefix, suffix=anchor.suffix)
+    if body is not None:
+        last["body"] = body
+    if tags is not None:
+        last["tags"] = check_tags(tags)
+    if motivation is not None:
+        last["motivation"] = check_motivation(motivation)
+    return _next_revision(conn, chain, last, by=by, status="active", reason=None,
+                          action="revise")
+
+
+def retract(conn, chain: Chain, annotation: int, *, by: str,
+            reason: str | None = None) -> dict[str, Any]:
+    """Append a tombstone revision: the annotation is no longer current, its history stays."""
+    last = _last_revision(conn, annotation)
+    if last["status"] == "retracted":
+        raise InvalidInput(f"annotation {annotation} is already retracted")
+    return _next_revision(conn, chain, last, by=by, status="retracted", reason=reason,
+                          action="retract")
+
+
+def _next_revision(conn, chain, last, *, by, status, reason, action) -> dict[str, Any]:
+    moment = timeutil.now()
+    now_us = max(timeutil.micros(moment), last["modified_us"])  # never before the last one
+    last.update(revision=last["revision"] + 1, author=by, modified=timeutil.from_micros(now_us),
+                modified_us=now_us, status=status, reason=reason)
+    return _write(conn, chain, tuple(last[c] for c in REVISION_COLUMNS), action=action, actor=by)
+
+
+def _last_revision(conn, annotation: int) -> dict[str, Any]:
+    cols = ", ".join(f'"{c}"' for c in REVISION_COLUMNS)
+    row = conn.execute(
+        f"SELECT {cols} FROM annotation_revisions WHERE annotation = ? "
+        "ORDER BY revision DESC LIMIT 1", (annotation,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no annotation {annotation}")
+    return dict(zip(REVISION_COLUMNS, row))
+
+
+def _row(*, anchor: anchoring.Anchor | None, **values) -> tuple:
+    if anchor is not None:
+        values.update(start=anchor.start, end=anchor.end, exact=anchor.exact,
+                      prefix=anchor.prefix, suffix=anchor.suffix)
+    else:
+        values.update(start=None, end=None, exact=None, prefix=None, suffix=None)
+    return tuple(values[c] for c in REVISION_COLUMNS)
+
+
+def _write(conn, chain: Chain, row: tuple, *, action: str, actor: str) -> dict[str, Any]:
+    conn.execute(INSERT_REVISION, row)
+    record = get(conn, row[0])
+    chain.append(time=record["modified"], actor=actor, action=action,
+                 subject=f"annotation:{record['id']}", document=record["document"],
+                 details=event_details(dict(zip(REVISION_COLUMNS, row))))
+    return record
+
+
+def event_details(revision: dict[str, Any]) -> dict[str, Any]:
+    """What an event records of a revision: its identity and the hash of all of it."""
+    return {
+        "uuid": revision["uuid"], "revision": revision["revision"],
+        "status": revision["status"], "start": revision["start"], "end": revision["end"],
+        "revision_sha256": sha256_json({c: revision[c] for c in REVISION_COLUMNS
+                                        if c not in ("annotation", "layer")}),
+    }
+
+
+def check_motivation(motivation: str) -> str:
+    if motivation not in MOTIVATIONS:
+        raise InvalidInput(f"unknown motivation {motivation!r}: use one of "
+                           + ", ".join(MOTIVATIONS))
+    return motivation
+
+
+def check_tags(tags: Iterable[str]) -> str:
+    """Tags as the stored JSON array; each a non-empty string, duplicates dropped."""
+    seen: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            raise InvalidInput("a tag must be a non-empty string")
+        if tag not in seen:
+            seen.append(tag)
+    return json.dumps(seen, ensure_ascii=False)
+
+
+def document_text(conn, document: int) -> str:
+    row = conn.execute("SELECT text FROM texts WHERE document = ?", (document,)).fetchone()
+    if row is None:
+        raise NotFound(f"document {document} has no text")
+    return row[0]
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _record(row) -> dict[str, Any]:
+    record = dict(zip(FIELDS, row))
+    record["tags"] = json.loads(record["tags"])
+    return record
+
+
+def get(conn, annotation: int) -> dict[str, Any]:
+    """An annotation's current state (retracted or not)."""
+    row = conn.execute(
+        f"SELECT {_SELECT.format(id='id')} FROM annotations a JOIN layers l ON l.id = a.layer "
+        "WHERE a.id = ?", (annotation,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no annotation {annotation}")
+    return _record(row)
+
+
+def history(conn, annotation: int) -> list[dict[str, Any]]:
+    """Every revision of an annotation, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_SELECT.format(id='annotation')} FROM annotation_revisions a "
+        "JOIN layers l ON l.id = a.layer WHERE a.annotation = ? ORDER BY a.revision",
+        (annotation,),
+    ).fetchall()
+    if not rows:
+        raise NotFound(f"no annotation {annotation}")
+    return [_record(row) for row in rows]
+
+
+def parse_overlap(value: str) -> tuple[int, int]:
+    """``N:M`` with integers N < M."""
+    try:
+        low, high = (int(part) for part in value.split(":"))
+    except ValueError:
+        raise InvalidInput(f"--overlapping {value!r}: give N:M, two integers") from None
+    if not low < high:
+        raise InvalidInput(f"--overlapping {value!r}: N must be less than M")
+    return low, high
+
+
+def query(conn, *, document: int | None = None, layer: str | None = None,
+          author: str | None = None, at: str | int | None = None,
+          overlapping: tuple[int, int] | None = None,
+          include_retracted: bool = False) -> list[dict[str, Any]]:
+    """Annotations now (from ``annotations``) or at a past instant (from the revisions).
+
+    ``overlapping=(n, m)`` selects spans with ``start < m and n < end`` (half-open);
+    ``author`` matches the creator; ``at`` is an ISO 8601 instant or microseconds.
+    """
+    where, params = [], []
+    if document is not None:
+        where.append("a.document = ?")
+        params.append(document)
+    if overlapping is not None:
+        where.append('a.start < ? AND a."end" > ?')
+        params += [overlapping[1], overlapping[0]]
+    if layer is not None:
+        row = conn.execute("SELECT id FROM layers WHERE name = ?", (layer,)).fetchone()
+        if row is None:
+            raise NotFound(f"no layer {layer!r}")
+        where.append("a.layer = ?")
+        params.append(row[0])
+    if author is not None:
+        where.append("a.creator = ?")
+        params.append(author)
+    if not include_retracted:
+        where.append("a.status = 'active'")
+    condition = (" WHERE " + " AND ".join(where)) if where else ""
+    if at is None:
+        sql = (f"SELECT {_SELECT.format(id='id')} FROM annotations a "
+               f"JOIN layers l ON l.id = a.layer{condition} ORDER BY a.document, a.start, a.id")
+        return [_record(row) for row in conn.execute(sql, params)]
+    at_us = at if isinstance(at, int) else timeutil.parse_micros(at)
+    inner_where = "modified_us <= ?" + (" AND document = ?" if document is not None else "")
+    inner_params = [at_us] + ([document] if document is not None else [])
+    # SQLite takes the bare columns of a max() aggregate from the row holding the maximum:
+    # the latest revision of each annotation at that instant.
+    sql = (
+        f"SELECT {_SELECT.format(id='annotation')} FROM ("
+        "SELECT *, max(revision) FROM annotation_revisions "
+        f"WHERE {inner_where} GROUP BY annotation) a JOIN layers l ON l.id = a.layer"
+        f"{condition} ORDER BY a.document, a.start, a.annotation"
+    )
+    return [_record(row) for row in conn.execute(sql, inner_params + params)]
+
+
+# -- bulk import ------------------------------------------------------------------------
+
+
+class Importer:
+    """Writes parsed W3C annotations (see :func:`stet.w3c.parse`) into the archive.
+
+    Inside the caller's write transaction: rows go in with ``executemany`` in batches,
+    documents, layers and known annotations are looked up once and cached. Idempotent by
+    IRI: an annotation (or, from a --history export, a revision) that the archive already
+    has is skipped. Every span is checked against the text here, in Python, before insert.
+    """
+
+    BATCH = 5000
+
+    def __init__(self, conn, chain: Chain, *, by: str) -> None:
+        self.conn, self.chain, self.by = conn, chain, by
+        self.next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM annotations").fetchone()[0]
+        self.documents: dict[str, tuple[int, str]] = {}
+        self.layers: dict[str, int] = {}
+        # uuid -> [id, last revision, document, modified_us, layer, creator, created, reply_to]
+        self.known: dict[str, list] = {}
+
+    def run(self, items: Iterable[tuple[str, dict[str, Any]]], parse) -> dict[str, int]:
+        """Import ``(where, W3C annotation)`` pairs; return counts of what was done."""
+        counts = {"annotations": 0, "revisions": 0, "skipped": 0}
+        batch: list[tuple[str, dict[str, Any]]] = []
+        for where, item in items:
+            try:
+                batch.append((where, parse(item)))
+            except StetError as exc:
+                raise InvalidInput(f"{where}: {exc}") from None
+            if len(batch) >= self.BATCH:
+                self._batch(batch, counts)
+                batch = []
+        self._batch(batch, counts)
+        return counts
+
+    def _batch(self, batch, counts) -> None:
+        self._lookup({p["uuid"] for _, p in batch} | {p["parent"] for _, p in batch if p["parent"]})
+        rows = []
+        for where, parsed in batch:
+            try:
+                row = self._row(parsed)
+            except StetError as exc:
+                raise InvalidInput(f"{where}: {exc}") from None
+            if row is None:
+                counts["skipped"] += 1
+                continue
+            rows.append(row)
+            counts["revisions"] += 1
+            counts["annotations"] += row[1] == 1
+        self.conn.executemany(INSERT_REVISION, rows)
+
+    def _lookup(self, uuids: set[str]) -> None:
+        missing = [u for u in uuids if u not in self.known]
+        for offset in range(0, len(missing), 500):
+            part = missing[offset:offset + 500]
+            for row in self.conn.execute(
+                'SELECT uuid, id, revision, document, modified_us, layer, creator, created, '
+                f"reply_to FROM annotations WHERE uuid IN ({', '.join('?' * len(part))})", part
+            ):
+                self.known[row[0]] = list(row[1:])
+
+    def _row(self, p: dict[str, Any]) -> tuple | None:
+        state = self.known.get(p["uuid"])
+        revision = p["revision"]
+        if state is not None and (revision is None or revision <= state[1]):
+            return None  # already here: idempotent by IRI
+        if revision is None:
+            revision = 1
+        if state is None and revision != 1:
+            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']}: "
+                               "the revisions before it are neither in the archive nor the file")
+        if state is not None and revision != state[1] + 1:
+            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']}: the archive has "
+                               f"revisions up to {state[1]} only")
+        reply_to = document = None
+        if p["parent"] is not None:
+            parent = self.known.get(p["parent"])
+            if parent is None:
+                raise InvalidInput(f"replies to urn:uuid:{p['parent']}, which is neither in "
+                                   "the archive nor earlier in the file")
+            reply_to, document = parent[0], parent[2]
+        anchor = None
+        if p["source"] is not None:
+            doc, text = self._document(p["source"])
+            if document is not None and doc != document:
+                raise InvalidInput("a reply's span must be on its parent's document")
+            document = doc
+            anchor = anchoring.reanchor(text, p["start"], p["end"], p["exact"], p["prefix"],
+                                        p["suffix"])
+        layer = self._layer(p["layer"])
+        if state is None:
+            number = self.next_id
+            self.next_id += 1
+            state = self.known[p["uuid"]] = [number, 0, document, p["modified_us"], layer,
+                                              p["creator"], p["created"], reply_to]
+        elif state[2:3] + state[4:] != [document, layer, p["creator"], p["created"], reply_to]:
+            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']} does not keep its "
+                               "annotation's document, layer, creator, created or reply_to")
+        elif p["modified_us"] < state[3]:
+            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']} is dated before "
+                               "the revision it follows")
+        state[1], state[3] = revision, p["modified_us"]
+        return (state[0], revision, p["uuid"], document, layer, reply_to,
+                *((anchor.start, anchor.end, anchor.exact, anchor.prefix, anchor.suffix)
+                  if anchor else (None,) * 5),
+                p["body"], check_motivation(p["motivation"]), check_tags(p["tags"]),
+                p["creator"], p["author"], p["created"], p["modified"], p["modified_us"],
+                p["status"], p["reason"])
+
+    def _document(self, sha: str) -> tuple[int, str]:
+        found = self.documents.get(sha)
+        if found is None:
+            row = self.conn.execute(
+                "SELECT d.id, t.text FROM documents d JOIN texts t ON t.document = d.id "
+                "WHERE d.sha256 = ?", (sha,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no document with SHA-256 {sha} in this archive")
+            found = self.documents[sha] = (row[0], row[1])
+        return found
+
+    def _layer(self, name: str) -> int:
+        found = self.layers.get(name)
+        if found is None:
+            found = self.layers[name] = layer_id(self.conn, self.chain, check_layer_name(name),
+                                                 by=self.by)
+        return found

@@ -1,0 +1,485 @@
+"""W3C Web Annotation out and in, and brat standoff out.
+
+One stet annotation is one W3C ``Annotation``:
+
+- ``id`` is ``urn:uuid:<uuid>``, stable for the annotation's whole life;
+- ``target`` is a ``SpecificResource`` whose ``source`` is the raw document's
+  ``urn:sha256:<sha>`` and whose ``state`` (a ``TimeState``) names the exact text the
+  offsets index: ``cached`` is ``urn:sha256:<text sha>``, ``sourceDate`` when it was
+  ingested; its selectors are a ``TextQuoteSelector`` (exact, 32 code points of prefix
+  and suffix) and a ``TextPositionSelector`` (code points). A reply targets its parent's IRI
+  (and the span too, if it has one);
+- ``body`` is a ``TextualBody`` (``text/plain``, purpose = the motivation) and one
+  ``TextualBody`` with purpose ``tagging`` per tag;
+- what the W3C model has no term for goes in the ``stet:`` namespace: ``stet:layer``,
+  ``stet:revision``, ``stet:status``, ``stet:reason``, ``stet:author`` (of this revision).
+
+With ``--history`` each revision is its own annotation with the IRI
+``urn:uuid:<uuid5(annotation uuid, "revision/N")>``, ``dcterms:isVersionOf`` the annotation's
+IRI and ``dcterms:replaces`` its predecessor, so that an import rebuilds the whole history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid as uuid_module
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TextIO
+
+from . import __version__, timeutil
+from .errors import InvalidInput
+
+ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
+STET_NS = "https://w3id.org/stet/ns#"
+CONTEXT = [ANNO_CONTEXT, {"stet": STET_NS}]
+W3C_MOTIVATIONS = frozenset((
+    "assessing", "bookmarking", "classifying", "commenting", "describing", "editing",
+    "highlighting", "identifying", "linking", "moderating", "questioning", "replying", "tagging",
+))
+FORMATS = ("w3c", "jsonl", "brat")
+#: File names that ``stet import DIR`` reads.
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonld")
+
+_COLUMNS = (
+    'a.{id}, a.revision, a.uuid, a.document, l.name, p.uuid, a.start, a."end", a.exact, '
+    "a.prefix, a.suffix, a.body, a.motivation, a.tags, a.creator, a.author, a.created, "
+    "a.modified, a.status, a.reason, d.sha256, d.ingested_at, t.sha256"
+)
+_KEYS = (
+    "id", "revision", "uuid", "document", "layer", "parent", "start", "end", "exact",
+    "prefix", "suffix", "body", "motivation", "tags", "creator", "author", "created",
+    "modified", "status", "reason", "source", "ingested_at", "text_sha256",
+)
+
+
+def iri(uuid: str) -> str:
+    return f"urn:uuid:{uuid}"
+
+
+def revision_iri(uuid: str, revision: int) -> str:
+    return iri(str(uuid_module.uuid5(uuid_module.UUID(uuid), f"revision/{revision}")))
+
+
+def uuid_of(value: str) -> str:
+    """The stet uuid behind an annotation IRI (another system's IRI gets a uuid5 of it)."""
+    if value.lower().startswith("urn:uuid:"):
+        try:
+            return str(uuid_module.UUID(value[9:]))
+        except ValueError:
+            raise InvalidInput(f"{value!r} is not a valid urn:uuid IRI") from None
+    return str(uuid_module.uuid5(uuid_module.NAMESPACE_URL, value))
+
+
+# -- export -----------------------------------------------------------------------------
+
+
+def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
+         history: bool = False) -> Iterator[dict[str, Any]]:
+    """The annotations to export: active current state, or every revision, in id order."""
+    table, ident = ("annotation_revisions", "annotation") if history else ("annotations", "id")
+    where, params = [], []
+    if not history:
+        where.append("a.status = 'active'")
+    if documents:
+        where.append(f"a.document IN ({', '.join('?' * len(documents))})")
+        params += documents
+    if layer is not None:
+        where.append("l.name = ?")
+        params.append(layer)
+    sql = (
+        f"SELECT {_COLUMNS.format(id=ident)} FROM {table} a JOIN layers l ON l.id = a.layer "
+        "JOIN documents d ON d.id = a.document JOIN texts t ON t.document = a.document "
+        "LEFT JOIN annotations p ON p.id = a.reply_to"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY a.{ident}, a.revision"
+    )
+    for row in conn.execute(sql, params):
+        yield dict(zip(_KEYS, row))
+
+
+def to_w3c(row: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
+    """One annotation (or, with ``history``, one revision) as a W3C Annotation."""
+    motivation = row["motivation"]
+    if motivation not in W3C_MOTIVATIONS:
+        motivation = f"stet:{motivation}"
+    body = []
+    if row["body"]:
+        body.append({"type": "TextualBody", "value": row["body"], "format": "text/plain",
+                     "purpose": motivation})
+    body += [{"type": "TextualBody", "value": tag, "purpose": "tagging"}
+             for tag in json.loads(row["tags"])]
+    targets: list[Any] = []
+    if row["parent"] is not None:
+        targets.append(iri(row["parent"]))
+    if row["start"] is not None:
+        targets.append({
+            "type": "SpecificResource",
+            "source": f"urn:sha256:{row['source']}",
+            "state": {"type": "TimeState", "sourceDate": row["ingested_at"],
+                      "cached": f"urn:sha256:{row['text_sha256']}"},
+            "selector": [
+                {"type": "TextQuoteSelector", "exact": row["exact"], "prefix": row["prefix"],
+                 "suffix": row["suffix"]},
+                {"type": "TextPositionSelector", "start": row["start"], "end": row["end"]},
+            ],
+        })
+    annotation: dict[str, Any] = {
+        "@context": CONTEXT,
+        "id": revision_iri(row["uuid"], row["revision"]) if history else iri(row["uuid"]),
+        "type": "Annotation",
+        "motivation": motivation,
+        "creator": {"type": "Person", "name": row["creator"]},
+        "created": row["created"],
+        "modified": row["modified"],
+        "generator": {"type": "Software", "name": "stet", "schema:softwareVersion": __version__,
+                      "homepage": "https://pypi.org/project/stet/"},
+    }
+    if body:
+        annotation["body"] = body if len(body) > 1 else body[0]
+    annotation["target"] = targets if len(targets) > 1 else targets[0]
+    annotation["stet:layer"] = row["layer"]
+    annotation["stet:revision"] = row["revision"]
+    annotation["stet:status"] = row["status"]
+    annotation["stet:author"] = row["author"]
+    if row["reason"] is not None:
+        annotation["stet:reason"] = row["reason"]
+    if history:
+        annotation["dcterms:isVersionOf"] = {"id": iri(row["uuid"])}
+        if row["revision"] > 1:
+            annotation["dcterms:replaces"] = {"id": revision_iri(row["uuid"], row["revision"] - 1)}
+    return annotation
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def export(conn, out: TextIO, *, fmt: str = "w3c", documents: list[int] | None = None,
+           layer: str | None = None, history: bool = False) -> int:
+    """Write annotations to ``out``; return how many were written."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    selected = rows(conn, documents=documents, layer=layer, history=history)
+    if fmt == "brat":
+        return _brat(conn, out, selected, documents, history)
+    count = 0
+    if fmt == "jsonl":
+        for row in selected:
+            out.write(_dumps(to_w3c(row, history=history)) + "\n")
+            count += 1
+        return count
+    header = {
+        "@context": CONTEXT, "id": iri(str(uuid_module.uuid4())), "type": "AnnotationCollection",
+        "label": "stet export" + (" (every revision)" if history else ""),
+        "generated": timeutil.iso(timeutil.now()),
+        "generator": {"type": "Software", "name": "stet", "schema:softwareVersion": __version__},
+    }
+    out.write(_dumps(header)[:-1] + ',"first":{"type":"AnnotationPage","startIndex":0,"items":[')
+    for row in selected:
+        item = to_w3c(row, history=history)
+        del item["@context"]  # the collection's context applies
+        out.write(("," if count else "") + "\n" + _dumps(item))
+        count += 1
+    out.write(f'\n]}},"total":{count}}}\n')
+    return count
+
+
+def _brat(conn, out: TextIO, selected: Iterable[dict[str, Any]],
+          documents: list[int] | None, history: bool) -> int:
+    if history:
+        raise InvalidInput("--history is not available in brat format")
+    if not documents or len(documents) != 1:
+        raise InvalidInput("brat format is one document's standoff: give exactly one DOC")
+    count = 0
+    for row in selected:
+        if row["start"] is None:
+            continue  # a reply without a span has nothing to stand off
+        count += 1
+        label = "_".join(row["layer"].split()) or "layer"
+        exact = " ".join(row["exact"].splitlines()) if "\n" in row["exact"] or "\r" in row["exact"] else row["exact"]
+        out.write(f"T{count}\t{label} {row['start']} {row['end']}\t{exact}\n")
+        if row["body"]:
+            out.write(f"#{count}\tAnnotatorNotes T{count}\t{' '.join(row['body'].split())}\n")
+    return count
+
+
+# -- reading files ----------------------------------------------------------------------
+
+
+def files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files to import: each FILE, and every .jsonl/.json/.jsonld under each DIR."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
+            if not inside:
+                raise InvalidInput(f"{path}: no {', '.join(SUFFIXES)} files to import")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InvalidInput(f"{path}: no such file or directory")
+    return found
+
+
+def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, annotation)`` for each annotation in a W3C file, JSON Lines or JSON-LD.
+
+    ``where`` names the place for messages (``line 3``, ``item 3``).
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            first = ""
+            for first in stream:
+                if first.strip():
+                    break
+            try:
+                head = json.loads(first)
+            except json.JSONDecodeError:
+                head = None
+            if isinstance(head, dict) and not _is_container(head):
+                yield "line 1", head
+                for number, line in enumerate(stream, 2):
+                    if line.strip():
+                        yield f"line {number}", _loads(line, f"line {number}")
+                return
+            stream.seek(0)
+            document = head if head is not None else _loads(stream.read(), "")
+    except UnicodeDecodeError:
+        raise InvalidInput("not UTF-8 text") from None
+    yield from _items(document)
+
+
+def _loads(text: str, where: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{where + ': ' if where else ''}not JSON ({exc})") from None
+    if where and not isinstance(value, dict):
+        raise InvalidInput(f"{where}: not a JSON object")
+    return value
+
+
+def _is_container(value: dict[str, Any]) -> bool:
+    kinds = value.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return "AnnotationCollection" in kinds or "AnnotationPage" in kinds
+
+
+def _items(document: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(document, list):
+        pages = [{"items": document}]
+    elif isinstance(document, dict) and _is_container(document):
+        kinds = document.get("type")
+        if "AnnotationPage" in (kinds if isinstance(kinds, list) else [kinds]):
+            pages = [document]
+        else:
+            pages = []
+            page = document.get("first")
+            while page is not None:
+                if not isinstance(page, dict):
+                    raise InvalidInput("the collection's pages must be embedded, not links")
+                pages.append(page)
+                page = page.get("next")
+    elif isinstance(document, dict):
+        pages = [{"items": [document]}]
+    else:
+        raise InvalidInput("not a W3C annotation, collection or page")
+    index = 0
+    for page in pages:
+        items = page.get("items", [])
+        if not isinstance(items, list):
+            raise InvalidInput("a page's items must be a list")
+        for item in items:
+            index += 1
+            if not isinstance(item, dict):
+                raise InvalidInput(f"item {index}: not a JSON object")
+            yield f"item {index}", item
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+# -- parsing one annotation -------------------------------------------------------------
+
+
+def parse(item: dict[str, Any]) -> dict[str, Any]:
+    """The stet fields of one W3C annotation, checked; :class:`InvalidInput` if malformed."""
+    kinds = item.get("type")
+    if "Annotation" not in (kinds if isinstance(kinds, list) else [kinds]):
+        raise InvalidInput("not a W3C Annotation (type is not 'Annotation')")
+    ident = item.get("id")
+    if not isinstance(ident, str) or not ident:
+        raise InvalidInput("the annotation has no id")
+    version_of = item.get("dcterms:isVersionOf")
+    if version_of is not None:  # one revision of a --history export
+        annotation_iri = _ref(version_of, "dcterms:isVersionOf")
+        revision = item.get("stet:revision")
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+            raise InvalidInput("a revision needs stet:revision, an integer >= 1")
+        replaces = item.get("dcterms:replaces")
+        expected = revision_iri(uuid_of(annotation_iri), revision - 1) if revision > 1 else None
+        if (_ref(replaces, "dcterms:replaces") if replaces is not None else None) != expected:
+            raise InvalidInput(f"revision {revision} must replace {expected or 'nothing'}")
+    else:
+        annotation_iri, revision = ident, None
+    motivation = item.get("motivation", "commenting")
+    if isinstance(motivation, list):
+        motivation = motivation[0] if motivation else "commenting"
+    if not isinstance(motivation, str):
+        raise InvalidInput("motivation must be a string")
+    if motivation.startswith("oa:"):
+        motivation = motivation[3:]
+    elif motivation.startswith("stet:"):
+        motivation = motivation[5:]
+    body, tags = _bodies(item)
+    parent, target = _targets(item.get("target"))
+    creator = _agent(item.get("creator"), "creator")
+    created = _time(item.get("created"), "created")
+    modified = _time(item.get("modified") or item.get("created"), "modified")
+    author = item.get("stet:author", creator)
+    if not isinstance(author, str) or not author:
+        raise InvalidInput("stet:author must be a name")
+    status = item.get("stet:status", "active")
+    if status not in ("active", "retracted"):
+        raise InvalidInput(f"stet:status {status!r}: must be 'active' or 'retracted'")
+    layer = item.get("stet:layer", "imported")
+    reason = item.get("stet:reason")
+    if not isinstance(layer, str) or (reason is not None and not isinstance(reason, str)):
+        raise InvalidInput("stet:layer and stet:reason must be strings")
+    return {
+        "uuid": uuid_of(annotation_iri), "revision": revision, "parent": parent, **target,
+        "body": body, "tags": tags, "motivation": motivation, "creator": creator,
+        "author": author, "created": created[0], "modified": modified[0],
+        "modified_us": modified[1], "status": status, "reason": reason, "layer": layer,
+    }
+
+
+def _ref(value: Any, key: str) -> str:
+    if isinstance(value, dict):
+        value = value.get("id")
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{key} must be an IRI")
+    return value
+
+
+def _bodies(item: dict[str, Any]) -> tuple[str, list[str]]:
+    if "bodyValue" in item:
+        if "body" in item:
+            raise InvalidInput("an annotation has body or bodyValue, not both")
+        if not isinstance(item["bodyValue"], str):
+            raise InvalidInput("bodyValue must be a string")
+        return item["bodyValue"], []
+    bodies = item.get("body", [])
+    bodies = bodies if isinstance(bodies, list) else [bodies]
+    text, tags = None, []
+    for body in bodies:
+        if not isinstance(body, dict) or not isinstance(body.get("value"), str):
+            raise InvalidInput("only embedded TextualBody bodies (with a value) can be imported")
+        if body.get("purpose") == "tagging":
+            tags.append(body["value"])
+        elif text is None:
+            text = body["value"]
+        else:
+            raise InvalidInput("more than one body that is not a tag")
+    return text or "", tags
+
+
+def _targets(target: Any) -> tuple[str | None, dict[str, Any]]:
+    if target is None:
+        raise InvalidInput("the annotation has no target")
+    parent, found = None, None
+    for one in (target if isinstance(target, list) else [target]):
+        if isinstance(one, str):
+            if parent is not None:
+                raise InvalidInput("more than one annotation targeted")
+            parent = uuid_of(one)
+        elif isinstance(one, dict) and "source" in one:
+            if found is not None:
+                raise InvalidInput("more than one document targeted")
+            found = _specific(one)
+        else:
+            raise InvalidInput("a target must be an annotation IRI or a resource with a source")
+    if found is None:
+        if parent is None:
+            raise InvalidInput("the annotation has no target")
+        found = {"source": None, "text_sha256": None, "start": None, "end": None,
+                 "exact": None, "prefix": None, "suffix": None}
+    return parent, found
+
+
+def _specific(target: dict[str, Any]) -> dict[str, Any]:
+    source = target["source"]
+    if not isinstance(source, str) or not source.startswith("urn:sha256:"):
+        raise InvalidInput(f"target source {source!r}: stet finds documents by urn:sha256: IRI")
+    out = {"source": source[11:].lower(), "text_sha256": None, "start": None, "end": None,
+           "exact": None, "prefix": None, "suffix": None}
+    state = target.get("state")
+    if isinstance(state, dict) and isinstance(state.get("cached"), str) \
+            and state["cached"].startswith("urn:sha256:"):
+        out["text_sha256"] = state["cached"][11:].lower()
+    selectors = target.get("selector", [])
+    for selector in (selectors if isinstance(selectors, list) else [selectors]):
+        kind = selector.get("type") if isinstance(selector, dict) else None
+        if kind == "TextPositionSelector":
+            start, end = selector.get("start"), selector.get("end")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+                raise InvalidInput("TextPositionSelector start and end must be integers")
+            out["start"], out["end"] = start, end
+        elif kind == "TextQuoteSelector":
+            for key in ("exact", "prefix", "suffix"):
+                value = selector.get(key)
+                if value is not None and not isinstance(value, str):
+                    raise InvalidInput(f"TextQuoteSelector {key} must be a string")
+                out[key] = value
+            if not out["exact"]:
+                raise InvalidInput("TextQuoteSelector needs a non-empty exact")
+    if out["start"] is None and out["exact"] is None:
+        raise InvalidInput("the target has no TextPositionSelector or TextQuoteSelector")
+    return out
+
+
+def _agent(value: Any, key: str) -> str:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, dict):
+        value = value.get("name") or value.get("nickname") or value.get("id")
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"the annotation needs a {key} (a name)")
+    return value
+
+
+def _time(value: Any, key: str) -> tuple[str, int]:
+    """A time as stored (UTC, microseconds, Z) and as microseconds."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"the annotation needs {key}, an ISO 8601 time")
+    moment = timeutil.parse(value)
+    return timeutil.iso(moment), timeutil.micros(moment)
+
+
+# -- import -----------------------------------------------------------------------------
+
+
+def import_files(conn, chain, paths: Iterable[str | os.PathLike], *, by: str) -> list[dict[str, Any]]:
+    """Import W3C files into the archive, one event per file, inside the caller's
+    transaction (so a malformed file anywhere writes nothing); one result per file."""
+    from .annotations import Importer
+    from .errors import StetError
+
+    importer = Importer(conn, chain, by=by)
+    results = []
+    for path in files(paths):
+        try:
+            counts = importer.run(read(path), parse)
+        except StetError as exc:
+            raise InvalidInput(f"{path}: {exc}") from None
+        result = {"file": str(path), "sha256": file_sha256(path), **counts}
+        chain.append(actor=by, action="import", subject=f"file:{path.name}",
+                     details={**result, "file": os.path.abspath(path)})
+        results.append(result)
+    return results
