@@ -279,3 +279,18 @@ class Archive:
     def verify(self) -> list[str]:
         """Every problem found (an empty list when the archive is sound)."""
         return verify_archive(self.conn)
+
+    def prov(self, document: str | int) -> str:
+        """The document's lineage as W3C PROV-JSON (see :mod:`stet.lineage`)."""
+        from .lineage import prov_json
+
+        return prov_json(self, document)
+
+    # -- bags -----------------------------------------------------------------------------
+
+    def bag_export(self, directory: str | os.PathLike, documents: Iterable[str | int] = (), *,
+                   organization: str | None = None, identifier: str | None = None) -> dict[str, Any]:
+        """Write documents (all by default) as a BagIt bag; a read: no event (see :mod:`stet.bags`)."""
+        from .bags import export
+
+        return export(self, directory, documents, organization=organization, identifier=identifier)

@@ -6,5 +6,7 @@ Each module registers its commands on the one group in :mod:`stet.cli.common`.
 from .common import cli
 from . import documents  # noqa: F401  (ingest, documents, show, text, log, verify)
 from . import annotations  # noqa: F401  (layer, annotate, revise, retract, annotations, history, export, import)
+from . import bags  # noqa: F401  (bag export, prov)
+from . import publish  # noqa: F401  (serve, publish)
 
 __all__ = ["cli"]

@@ -1,0 +1,80 @@
+"""Commands that hand the archive on: ``bag export`` (BagIt) and ``prov`` (W3C PROV-JSON)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .common import cli, db_option, echo_json, errors, json_option, open_archive
+
+
+@cli.group()
+def bag() -> None:
+    """BagIt (RFC 8493) bags. To ingest a bag, give its folder to `stet ingest`.
+
+    \b
+    Example:
+        stet bag export transfer-2026-11/
+        stet ingest transfer-2026-11/
+    """
+
+
+@bag.command("export")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("docs", nargs=-1)
+@click.option("--organization", envvar="STET_ORGANIZATION",
+              help="Source-Organization in bag-info.txt ($STET_ORGANIZATION).")
+@click.option("--identifier", help="External-Identifier in bag-info.txt (default: a new urn:uuid).")
+@json_option
+@db_option
+@errors
+def bag_export(directory, docs, organization, identifier, as_json, db_path):
+    """Write documents as a BagIt bag in DIRECTORY (new, or an empty folder).
+
+    The payload is the raw bytes of each document (all of them, or each DOC and its
+    attachments) under its original file name ("name (2).ext" when names collide),
+    with manifest-sha256.txt, manifest-sha512.txt, tag manifests, bag-info.txt and
+    stet-documents.jsonl (each document's record, events and text). The bag passes
+    `bagit.py --validate`. Reading only: the archive records no event.
+
+    \b
+    Example:
+        stet bag export out/transfer --organization "Field office, Erbil"
+        stet bag export out/one 3 sha256:1f2e3d4c
+    """
+    summary = open_archive(db_path).bag_export(directory, docs, organization=organization,
+                                               identifier=identifier)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"bag {summary['path']}: {summary['documents']} documents, "
+                   f"{summary['bytes']} bytes")
+
+
+@cli.command()
+@click.argument("doc")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write to this file instead of standard output.")
+@db_option
+@errors
+def prov(doc, output, db_path):
+    """A document's lineage as W3C PROV-JSON.
+
+    Raw bytes and text as entities (the text derived from the bytes by the
+    extraction), each ingest as an activity with its agent, each annotation
+    revision as an entity attributed to its author.
+
+    \b
+    Example:
+        stet prov 3 -o lineage.json
+    """
+    text = open_archive(db_path).prov(doc)
+    if output:
+        tmp = f"{output}.partial"
+        with open(tmp, "w", encoding="utf-8") as stream:
+            stream.write(text + "\n")
+        os.replace(tmp, output)
+    else:
+        sys.stdout.write(text + "\n")
