@@ -1,0 +1,72 @@
+"""Commands that publish the archive: serve (Datasette, read-only) and publish (a snapshot)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import by_option, cli, db_option, echo_json, errors, json_option, open_archive, user
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on.")
+@click.option("--metadata", "metadata", type=click.Path(dir_okay=False),
+              help="Datasette metadata (default ./metadata.yml, else the copy packaged with stet).")
+@db_option
+@errors
+def serve(host, port, metadata, db_path):
+    """Serve the archive with Datasette, read-only, as the database `archive`.
+
+    What is served is the public snapshot (as `stet publish` writes it) kept
+    beside the archive in ARCHIVE-public and rebuilt when the archive has
+    changed: restricted documents are not in it, and it is opened immutable.
+    Pages: /archive (tables and queries), /-/documents/ID (a document with its
+    annotations), /-/search.
+
+    \b
+    Example:
+        stet serve --db archive.db --port 8001
+        stet serve --metadata my-metadata.yml
+    """
+    from ..serve import run
+
+    open_archive(db_path).close()
+    run(db_path, host=host, port=port, metadata=metadata,
+        announce=lambda message: click.echo(message, err=True))
+
+
+@cli.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@by_option
+@json_option
+@db_option
+@errors
+def publish(out, force, by, as_json, db_path):
+    """Write a public snapshot of the archive to OUT: nothing restricted in it.
+
+    Leaves out restricted documents (and their attachments), their raw bytes,
+    texts, annotations, revisions and events; adds full-text indexes; VACUUMs.
+    The snapshot has its own event chain, whose first event records this
+    archive's chain length and head hash; the archive records a `publish` event.
+    Serve it with Datasette in immutable mode.
+
+    \b
+    Example:
+        stet publish site/archive.db
+        datasette serve -i site/archive.db --metadata metadata.yml
+    """
+    from ..publish import publish as publish_snapshot
+
+    open_archive(db_path).close()
+    summary = publish_snapshot(db_path, out, by=user(by), force=force)
+    if as_json:
+        echo_json(summary)
+        return
+    published, left = summary["published"], summary["left_out"]
+    click.echo(f"published {published['documents']} documents, {published['annotations']} "
+               f"annotations, {published['events']} events to {out}")
+    click.echo(f"left out {left['documents']} restricted documents, {left['annotations']} "
+               f"annotations, {left['events']} events")
+    click.echo(f"sha256 {summary['sha256']}")

@@ -1,0 +1,283 @@
+"""The plugin's pages: a document with its marks, its raw bytes, and search.
+
+Every query here hides restricted documents (and their attachments) itself, so the pages stay
+safe even on a Datasette pointed at a live archive; ``stet serve`` serves a public snapshot
+that holds nothing restricted in the first place.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, urlencode
+
+from datasette.utils.asgi import NotFound, Response
+from markupsafe import Markup
+
+from .. import timeutil
+from ..errors import StetError
+from ..publish import fold
+from . import marks
+
+#: A document is public when neither it nor any ancestor is restricted.
+PUBLIC = """NOT EXISTS (
+    WITH RECURSIVE up(id) AS (SELECT :doc UNION SELECT parent FROM documents, up
+                               WHERE documents.id = up.id AND parent IS NOT NULL)
+    SELECT 1 FROM documents WHERE id IN up AND restricted != 0)"""
+
+DOCUMENT_SQL = f"""
+SELECT d.id, d.sha256, d.title, d.filename, d.media_type, d.size, d.source, d.ingested_by,
+       d.ingested_at, d.parent, d.supersedes, t.text, t.sha256 AS text_sha256, t.length,
+       t.extractor, t.extractor_version
+FROM documents d LEFT JOIN texts t ON t.document = d.id
+WHERE d.id = :doc AND {PUBLIC}
+"""
+
+ANNOTATION_COLUMNS = ("id, layer, start, \"end\", exact, body, motivation, tags, creator, author, "
+                      "created, modified, revision, reply_to")
+
+CURRENT_SQL = f"""
+SELECT {ANNOTATION_COLUMNS} FROM annotations
+WHERE document = :doc AND status = 'active' ORDER BY start, id
+"""
+
+AT_SQL = f"""
+SELECT {ANNOTATION_COLUMNS.replace('id, ', 'annotation AS id, ', 1)} FROM annotation_revisions r
+WHERE document = :doc AND modified_us <= :at AND status = 'active'
+  AND revision = (SELECT max(revision) FROM annotation_revisions
+                  WHERE annotation = r.annotation AND modified_us <= :at)
+ORDER BY start, annotation
+"""
+
+
+def database(datasette):
+    """The archive's database: the one named ``archive``, else the first one served."""
+    if "archive" in datasette.databases:
+        return datasette.get_database("archive")
+    names = [n for n in datasette.databases if n not in ("_internal", "_memory")]
+    if not names:
+        raise NotFound("No archive is served here")
+    return datasette.get_database(names[0])
+
+
+async def document_page(datasette, request):
+    db = database(datasette)
+    doc_id = int(request.url_vars["id"])
+    rows = (await db.execute(DOCUMENT_SQL, {"doc": doc_id})).rows
+    if not rows:
+        raise NotFound("No such document")
+    doc = dict(rows[0])
+    at_text = request.args.get("at", "").strip()
+    at_us = None
+    if at_text:
+        try:
+            at_us = timeutil.parse_micros(at_text)
+        except StetError as exc:
+            return Response.html(f"<p>{marks.escape(exc)}</p>", status=400)
+    if at_us is None:
+        result = await db.execute(CURRENT_SQL, {"doc": doc_id})
+    else:
+        result = await db.execute(AT_SQL, {"doc": doc_id, "at": at_us})
+    annotations = [dict(r) for r in result.rows]
+    layer_ids = sorted({a["layer"] for a in annotations})
+    layers = []
+    if layer_ids:
+        placeholders = ", ".join("?" * len(layer_ids))
+        layers = [dict(r) for r in (await db.execute(
+            f"SELECT id, name, description, colour FROM layers WHERE id IN ({placeholders}) "
+            "ORDER BY id", layer_ids)).rows]
+    counts: dict[int, int] = {}
+    for a in annotations:
+        counts[a["layer"]] = counts.get(a["layer"], 0) + 1
+    for layer in layers:
+        layer["css_colour"] = marks.layer_colour(layer["id"], layer["colour"])
+        layer["count"] = counts.get(layer["id"], 0)
+    text = doc["text"] or ""
+    body = marks.render_text(text, ((a["id"], a["layer"], a["start"], a["end"]) for a in annotations))
+    names = {layer["id"]: layer["name"] for layer in layers}
+    context = {
+        "doc": doc,
+        "database": db.name,
+        "direction": marks.direction(text),
+        "text_html": Markup(body),
+        "annotation_list": Markup(_annotation_list(datasette, db.name, annotations, names)),
+        "layers": layers,
+        "layer_css": Markup(marks.layer_css((l["id"], l["css_colour"]) for l in layers)),
+        "annotation_count": len(annotations),
+        "at": at_text,
+        "at_iso": timeutil.from_micros(at_us) if at_us is not None else None,
+        "raw_url": datasette.urls.path(f"/-/documents/{doc_id}/raw"),
+        "row_url": datasette.urls.row(db.name, "documents", str(doc_id)),
+        "provenance_url": datasette.urls.query(db.name, "document_provenance")
+        + "?" + urlencode({"document": doc_id}),
+        "page_url": datasette.urls.path(f"/-/documents/{doc_id}"),
+        "parent_url": datasette.urls.path(f"/-/documents/{doc['parent']}") if doc["parent"] else None,
+    }
+    return Response.html(
+        await datasette.render_template("stet_document.html", context, request=request)
+    )
+
+
+def _annotation_list(datasette, db_name, annotations, layer_names) -> str:
+    esc = marks.escape
+    history = datasette.urls.query(db_name, "annotation_history")
+    out = []
+    for a in annotations:
+        ann_id = int(a["id"])
+        tags = json.loads(a["tags"] or "[]") if a["tags"] else []
+        span = f'{a["start"]}–{a["end"]}' if a["start"] is not None else f'reply to {a["reply_to"]}'
+        out.append(
+            f'<li id="annotation-{ann_id}" class="annotation l{int(a["layer"])}" '
+            f'data-annotation-id="{ann_id}" data-layer="{int(a["layer"])}">'
+            f'<span class="swatch" aria-hidden="true"></span>'
+            f'<span class="layer-name">{esc(layer_names.get(a["layer"], a["layer"]))}</span> '
+            f'<span class="author">{esc(a["author"])}</span> '
+            f'<time datetime="{esc(a["modified"])}">{esc(a["modified"])}</time> '
+            f'<span class="span">{esc(span)}</span> '
+            f'<span class="revision">revision {int(a["revision"])}</span>'
+            + (f'<blockquote class="exact">{esc(a["exact"])}</blockquote>' if a["exact"] else "")
+            + f'<div class="body">{esc(a["body"])}</div>'
+            + ("".join(f'<span class="tag">{esc(t)}</span>' for t in tags) if tags else "")
+            + f'<a class="history" href="{history}?annotation={ann_id}">history</a> '
+            f'<a class="row" href="{datasette.urls.row(db_name, "annotations", str(ann_id))}">'
+            f"record</a></li>"
+        )
+    return "\n".join(out)
+
+
+async def raw_bytes(datasette, request):
+    """The document's raw bytes, streamed chunk by chunk, as a download."""
+    db = database(datasette)
+    doc_id = int(request.url_vars["id"])
+    rows = (await db.execute(
+        f"SELECT sha256, filename, media_type, size FROM documents d WHERE d.id = :doc AND {PUBLIC}",
+        {"doc": doc_id})).rows
+    if not rows:
+        raise NotFound("No such document")
+    sha, filename, media_type, size = rows[0]
+    blob = dict((await db.execute("SELECT * FROM blobs WHERE sha256 = ?", [sha])).rows[0])
+    seqs = [r[0] for r in (await db.execute(
+        "SELECT seq FROM blob_chunks WHERE sha256 = ? ORDER BY seq", [sha])).rows]
+
+    async def stream(send):
+        if blob.get("storage") == "text":  # the bytes are exactly the UTF-8 of the text
+            (text,) = (await db.execute(
+                "SELECT text FROM texts WHERE document = ?", [doc_id])).rows[0]
+            await send({"type": "http.response.body", "body": text.encode("utf-8"),
+                        "more_body": True})
+            return
+        for seq in seqs:
+            (data,) = (await db.execute(
+                "SELECT data FROM blob_chunks WHERE sha256 = ? AND seq = ?", [sha, seq])).rows[0]
+            await send({"type": "http.response.body", "body": bytes(data), "more_body": True})
+
+    return _BytesResponse(stream, {
+        "content-type": _safe_header(media_type) or "application/octet-stream",
+        "content-length": str(size),
+        "content-disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+        "x-content-type-options": "nosniff",
+        "content-security-policy": "default-src 'none'; sandbox",
+        "x-stet-sha256": sha,
+    })
+
+
+def _safe_header(value: str | None) -> str | None:
+    if value and all(32 < ord(c) < 127 or c == " " for c in value):
+        return value
+    return None
+
+
+class _BytesResponse:
+    def __init__(self, stream_fn, headers):
+        self.stream_fn = stream_fn
+        self.headers = headers
+
+    async def asgi_send(self, send):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [[k.encode("latin-1"), v.encode("latin-1")]
+                                for k, v in self.headers.items()]})
+        await self.stream_fn(send)
+        await send({"type": "http.response.body", "body": b""})
+
+
+# -- search -----------------------------------------------------------------------------------
+
+#: Counting stops here: a search answers "more than 1,000" instead of counting every match.
+COUNT_CAP = 1000
+PAGE = 20
+
+
+def fts_query(q: str) -> str:
+    """Each word (or "quoted phrase") a phrase, all required; marks folded as in the index."""
+    q = fold(q).replace("\u0000", "")
+    if q.count('"') % 2:
+        q += '"'
+    terms, buf, quoted = [], [], False
+    for ch in q:
+        if ch == '"':
+            if quoted and buf:
+                terms.append("".join(buf))
+            elif buf:
+                terms.extend("".join(buf).split())
+            buf, quoted = [], not quoted
+        else:
+            buf.append(ch)
+    if buf:
+        terms.extend("".join(buf).split())
+    return " ".join('"' + t.strip() + '"' for t in terms if t.strip())
+
+
+DOC_SEARCH = f"""
+SELECT d.id, d.title, d.media_type,
+       substr(t.text, max(1, instr(t.text, :word) - 80), 240) AS context
+FROM (SELECT rowid FROM documents_fts WHERE documents_fts MATCH :q ORDER BY rowid LIMIT :limit
+      OFFSET :offset) f
+JOIN documents d ON d.id = f.rowid LEFT JOIN texts t ON t.document = d.id
+WHERE {PUBLIC.replace(':doc', 'd.id')}
+ORDER BY d.id
+"""
+
+ANN_SEARCH = f"""
+SELECT a.id, a.document, a.exact, a.body, a.author, a.modified, l.name AS layer, d.title
+FROM (SELECT rowid FROM annotations_fts WHERE annotations_fts MATCH :q ORDER BY rowid LIMIT :limit
+      OFFSET :offset) f
+JOIN annotations a ON a.id = f.rowid JOIN documents d ON d.id = a.document
+JOIN layers l ON l.id = a.layer
+WHERE {PUBLIC.replace(':doc', 'd.id')}
+ORDER BY a.id
+"""
+
+
+async def search_page(datasette, request):
+    db = database(datasette)
+    q = request.args.get("q", "").strip()
+    context = {"q": q, "documents": [], "annotations": [], "error": None,
+               "document_count": None, "annotation_count": None, "cap": COUNT_CAP}
+    tables = set(await db.table_names())
+    if q and not {"documents_fts", "annotations_fts"} <= tables:
+        context["error"] = "Search needs the public snapshot that stet serve publishes."
+    elif q:
+        match = fts_query(q)
+        word = (q.replace('"', " ").split() or [""])[0]
+        params = {"q": match, "word": word, "limit": PAGE, "offset": 0}
+        try:
+            for kind, table, sql in (("document", "documents_fts", DOC_SEARCH),
+                                     ("annotation", "annotations_fts", ANN_SEARCH)):
+                count = (await db.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH :q "
+                    f"LIMIT {COUNT_CAP + 1})", {"q": match})).rows[0][0]
+                context[f"{kind}_count"] = count
+                context[f"{kind}s"] = [dict(r) for r in (await db.execute(sql, params)).rows]
+        except Exception as exc:  # a malformed FTS query
+            context["error"] = f"Could not search for that: {exc}"
+    for d in context["documents"]:
+        d["url"] = datasette.urls.path(f"/-/documents/{d['id']}")
+    for a in context["annotations"]:
+        a["url"] = datasette.urls.path(f"/-/documents/{a['document']}") + f"#annotation-{a['id']}"
+    context["database"] = db.name
+    context["table_search"] = {
+        "documents": datasette.urls.table(db.name, "documents") + "?" + urlencode({"_search": q}),
+        "annotations": datasette.urls.table(db.name, "annotations") + "?" + urlencode({"_search": q}),
+    }
+    return Response.html(
+        await datasette.render_template("stet_search.html", context, request=request)
+    )

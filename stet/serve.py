@@ -1,0 +1,97 @@
+"""Serving an archive with Datasette: the public snapshot, read-only, as database ``archive``.
+
+``stet serve`` never opens the live archive in Datasette. It serves the public snapshot
+(:func:`stet.publish.ensure_snapshot`: a file beside the archive, ``archive.db-public``,
+rebuilt whenever the archive's event chain has grown), opened in Datasette's immutable mode,
+so that no URL can reach restricted material or write anything: the file holds nothing
+restricted and SQLite opens it read-only.
+
+The metadata comes from ``--metadata FILE``, else ``./metadata.yml`` where present, else the
+copy packaged with stet.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InvalidInput, NotFound
+from .publish import ensure_snapshot
+
+DATABASE_NAME = "archive"
+
+#: Datasette settings for a fast, read-only public site.
+SETTINGS = {
+    "suggest_facets": False,   # suggesting facets costs most of a table page's time
+    "allow_download": True,    # the snapshot is public: downloading it whole is fine
+    "default_allow_sql": True,  # ?sql= is read-only on an immutable file
+    "sql_time_limit_ms": 2000,
+    "facet_time_limit_ms": 200,
+    "default_cache_ttl": 60,
+    "num_sql_threads": 4,
+}
+
+
+def metadata_path(given: str | os.PathLike | None = None) -> Path | None:
+    """Where the metadata comes from: ``given``, else ``./metadata.yml``, else the packaged copy."""
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            raise NotFound(f"no metadata file {given}")
+        return path
+    local = Path("metadata.yml")
+    if local.is_file():
+        return local
+    return None
+
+
+def load_metadata(given: str | os.PathLike | None = None) -> dict[str, Any]:
+    path = metadata_path(given)
+    try:
+        text = path.read_text(encoding="utf-8") if path else \
+            resources.files("stet").joinpath("metadata.yml").read_text(encoding="utf-8")
+        metadata = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"{path or 'metadata.yml'}: not a mapping of metadata")
+    return metadata
+
+
+def make_datasette(snapshot: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
+                   settings: dict[str, Any] | None = None):
+    """A Datasette serving ``snapshot`` immutable, as ``archive``, with the stet plugin."""
+    from datasette.app import Datasette
+    from datasette.database import Database
+
+    ds = Datasette(metadata=metadata if metadata is not None else load_metadata(),
+                   settings={**SETTINGS, **(settings or {})}, cors=False)
+    ds.add_database(Database(ds, path=str(snapshot), is_mutable=False), name=DATABASE_NAME)
+    if "_memory" in ds.databases:  # added when no file is given: not part of the archive
+        ds.remove_database("_memory")
+    return ds
+
+
+def prepare(archive_path: str | os.PathLike, *, metadata: str | os.PathLike | None = None,
+            settings: dict[str, Any] | None = None):
+    """Build (or reuse) the snapshot of ``archive_path`` and a Datasette serving it."""
+    if not Path(archive_path).exists():
+        raise NotFound(f"no archive at {archive_path}")
+    meta = load_metadata(metadata)
+    snapshot = ensure_snapshot(archive_path)
+    return make_datasette(snapshot, metadata=meta, settings=settings), snapshot
+
+
+def run(archive_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8001,
+        metadata: str | os.PathLike | None = None, announce=print) -> None:
+    """Serve until interrupted."""
+    import uvicorn
+
+    ds, snapshot = prepare(archive_path, metadata=metadata)
+    announce(f"Serving the public snapshot {snapshot} of {archive_path} "
+             f"on http://{host}:{port}/ (read-only; Ctrl-C stops)")
+    uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on")
