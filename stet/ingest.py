@@ -44,13 +44,20 @@ class Entry:
     error: str | None = None
 
 
-def walk(paths: Iterable[str | os.PathLike]) -> Iterator[Entry]:
+def walk(paths: Iterable[str | os.PathLike], *, exclude: frozenset[str] = frozenset()) -> Iterator[Entry]:
     """Files under each path, recursively, in a stable (sorted) order.
 
     Symbolic links are followed only while they stay inside the tree being walked; a link
     that leads out of it, a link loop, a dangling link or an unreadable folder is an
-    ``Entry`` with an ``error`` naming the path, and the walk goes on.
+    ``Entry`` with an ``error`` naming the path, and the walk goes on. Files whose real path
+    is in ``exclude`` (the archive's own files) are passed over.
     """
+    for entry in _walk(paths):
+        if entry.error or os.path.realpath(entry.path) not in exclude:
+            yield entry
+
+
+def _walk(paths: Iterable[str | os.PathLike]) -> Iterator[Entry]:
     for given in paths:
         path = os.fspath(given)
         if not os.path.lexists(path):
@@ -237,15 +244,12 @@ class Writer:
         conn = self.conn
         opts = self.options
         next_id = conn.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
-        known: dict[str, int] = {}
+        known = _known(conn, items)
         blobs, chunks, documents, texts, events = [], [], [], [], []
 
         def store(item: Prepared, parent: int | None, results: list[dict[str, Any]]) -> None:
             nonlocal next_id
             existing = known.get(item.sha256)
-            if existing is None:
-                row = conn.execute("SELECT id FROM documents WHERE sha256 = ?", (item.sha256,)).fetchone()
-                existing = row[0] if row else None
             time = timeutil.iso(timeutil.now())
             ext = item.extraction
             details = {
@@ -267,20 +271,28 @@ class Writer:
                 next_id += 1
                 doc_id = next_id
                 known[item.sha256] = doc_id
-                if item.data is not None:
+                if item.data is not None and ext.verbatim:
+                    blobs.append((item.sha256, item.size, "text", 0))
+                    text_sha = item.sha256
+                elif item.data is not None:
                     count = (item.size + CHUNK_SIZE - 1) // CHUNK_SIZE
-                    blobs.append((item.sha256, item.size, count))
+                    blobs.append((item.sha256, item.size, "chunks", count))
                     chunks.extend(
                         (item.sha256, seq, item.data[offset:offset + CHUNK_SIZE])
                         for seq, offset in enumerate(range(0, item.size, CHUNK_SIZE))
                     )
                 else:
                     self._stream_blob(item)
+                if not (item.data is not None and ext.verbatim):
+                    text_sha = sha256_text(ext.text)
                 title = (opts.title if parent is None else None) or ext.title or item.filename
                 documents.append((doc_id, item.sha256, title, item.filename, item.media_type,
                                   item.size, opts.source, int(opts.restricted), opts.by, time,
                                   parent, opts.supersedes if parent is None else None))
-                texts.append((doc_id, sha256_text(ext.text), len(ext.text), ext.text, ext.extractor,
+                # A verbatim text goes in as its raw bytes, CAST to TEXT: SQLite stores UTF-8
+                # as is, which spares encoding the string again (the file is valid UTF-8).
+                text_value = item.data if item.data is not None and ext.verbatim else ext.text
+                texts.append((doc_id, text_sha, len(ext.text), text_value, ext.extractor,
                                ext.extractor_version, ext.encoding, ext.warning))
                 details.update(status="new", title=title, text_sha256=texts[-1][1],
                                extractor=ext.extractor, extractor_version=ext.extractor_version)
@@ -297,7 +309,8 @@ class Writer:
         for item in items:
             store(item, None, self._slots[item.slot])
         # Parents before children: the blob and document rows go in id order.
-        conn.executemany("INSERT INTO blobs (sha256, size, chunk_count) VALUES (?, ?, ?)", blobs)
+        conn.executemany("INSERT INTO blobs (sha256, size, storage, chunk_count) VALUES (?, ?, ?, ?)",
+                         blobs)
         conn.executemany("INSERT INTO blob_chunks (sha256, seq, data) VALUES (?, ?, ?)", chunks)
         conn.executemany(
             "INSERT INTO documents (id, sha256, title, filename, media_type, size, source, "
@@ -307,7 +320,7 @@ class Writer:
         )
         conn.executemany(
             "INSERT INTO texts (document, sha256, length, text, extractor, extractor_version, "
-            "encoding, warning) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "encoding, warning) VALUES (?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?)",
             texts,
         )
         Chain(conn).append_many(events)
@@ -331,6 +344,23 @@ class Writer:
             raise FileChanged(f"{item.path}: file changed while it was being ingested")
 
 
+def _known(conn, items: list[Prepared]) -> dict[str, int]:
+    """The ids of the documents already archived with these items' (and parts') hashes."""
+    hashes: list[str] = []
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        hashes.append(item.sha256)
+        pending.extend(item.parts)
+    known: dict[str, int] = {}
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        known.update(conn.execute(
+            f"SELECT sha256, id FROM documents WHERE sha256 IN ({marks})", chunk).fetchall())
+    return known
+
+
 class FileChanged(StetError):
     pass
 
@@ -352,10 +382,20 @@ def _result(item: Prepared, doc_id: int | None, status: str, *, error: str | Non
     return result
 
 
+def archive_files(conn) -> frozenset[str]:
+    """The real paths of the archive's own files (never ingested into itself)."""
+    files = set()
+    for _, name, path in conn.execute("PRAGMA database_list"):
+        if path:
+            real = os.path.realpath(path)
+            files.update({real, real + "-wal", real + "-shm", real + "-journal"})
+    return frozenset(files)
+
+
 def ingest(conn, paths: Iterable[str], options: Options, *,
            progress: Callable[[Iterable[Entry]], Iterable[Entry]] | None = None) -> list[dict[str, Any]]:
     """Ingest every file under ``paths``; return one result per file, in walk order."""
-    entries = list(walk(paths))
+    entries = list(walk(paths, exclude=archive_files(conn)))
     if options.title is not None and sum(1 for e in entries if not e.error) != 1:
         raise StetError("--title takes a single file")
     writer = Writer(conn, options)

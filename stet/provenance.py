@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .hashing import canonical_json, sha256_json
+from .hashing import canonical_json, sha256_json, sha256_text
 from .store import GENESIS_HASH
 from . import timeutil
 
@@ -28,6 +28,16 @@ def event_hash(event: dict[str, Any]) -> str:
     if isinstance(body["details"], str):
         body["details"] = json.loads(body["details"])
     return sha256_json(body)
+
+
+def _canonical_event(record: dict[str, Any], details_text: str) -> str:
+    """``canonical_json`` of an event whose details are already canonical text (the hot path
+    of ingest: each event's details are serialized once). Equal to what
+    :func:`event_hash` hashes."""
+    # Sorted keys: action, actor, details, document, prev_hash, seq, subject, time.
+    head = canonical_json({"action": record["action"], "actor": record["actor"]})
+    tail = canonical_json({k: record[k] for k in ("document", "prev_hash", "seq", "subject", "time")})
+    return f'{head[:-1]},"details":{details_text},{tail[1:]}'
 
 
 @dataclass
@@ -59,8 +69,8 @@ class Chain:
                 "details": event.get("details") or {},
                 "prev_hash": prev,
             }
-            record["hash"] = prev = event_hash(record)
             details_text = canonical_json(record["details"])
+            record["hash"] = prev = sha256_text(_canonical_event(record, details_text))
             rows.append(
                 (record["seq"], record["time"], record["actor"], record["action"],
                  record["subject"], record["document"], details_text, record["prev_hash"],

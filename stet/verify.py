@@ -30,13 +30,24 @@ def _doc(doc_id, sha) -> str:
 def check_blobs(conn) -> Iterator[str]:
     """Every document's raw bytes, chunk by chunk, against their SHA-256 and size."""
     docs = conn.execute(
-        "SELECT d.id, d.sha256, d.size, b.size, b.chunk_count FROM documents d "
+        "SELECT d.id, d.sha256, d.size, b.size, b.chunk_count, b.storage FROM documents d "
         "LEFT JOIN blobs b ON b.sha256 = d.sha256 ORDER BY d.id"
     ).fetchall()
-    for doc_id, sha, doc_size, blob_size, chunk_count in docs:
+    for doc_id, sha, doc_size, blob_size, chunk_count, storage in docs:
         name = _doc(doc_id, sha)
         if blob_size is None:
             yield f"{name}: raw bytes missing"
+            continue
+        if storage == "text":
+            row = conn.execute("SELECT CAST(text AS BLOB) FROM texts WHERE document = ?",
+                               (doc_id,)).fetchone()
+            data = bytes(row[0] or b"") if row else b""
+            if row is None:
+                yield f"{name}: raw bytes (kept as its text) missing"
+            elif len(data) != blob_size or len(data) != doc_size:
+                yield f"{name}: raw bytes are {len(data)} bytes, recorded {doc_size}"
+            elif hashlib.sha256(data).hexdigest() != sha:
+                yield f"{name}: raw bytes do not match their SHA-256 (kept as its text, which was changed)"
             continue
         digest = hashlib.sha256()
         size = 0

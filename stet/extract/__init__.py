@@ -12,6 +12,7 @@ A format without an extractor, or a file an extractor cannot read, still gets an
 from __future__ import annotations
 
 import mimetypes
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -90,9 +91,14 @@ def detect_media_type(head: bytes, filename: str = "") -> str:
 _TEXTUAL = {"application/json", "application/xml", "application/javascript", "message/rfc822"}
 
 
+_MARKUP_START = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?[\s\x00]*<")
+
+
 def _sniff_html(head: bytes, by_name: str | None) -> str | None:
     from .text import decode_head
 
+    if not _MARKUP_START.match(head):  # cheap test first: this runs for every file ingested
+        return None
     start = decode_head(head)[:1024].lstrip("\ufeff \t\r\n").lower()
     if start.startswith(("<!doctype html", "<html")) or (
         by_name in ("text/html", "application/xhtml+xml") and start.startswith("<")

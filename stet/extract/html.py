@@ -53,36 +53,45 @@ class _Lines:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self.preserved: list[bool] = []
         self.pending_space = False
+
+    def _append(self, value: str, preserved: bool) -> None:
+        self.parts.append(value)
+        self.preserved.append(preserved)
+
+    def _at_line_start(self) -> bool:
+        return not self.parts or self.parts[-1].endswith("\n")
 
     def text(self, value: str, preserve: bool) -> None:
         if preserve:
             self.pending_space = False
-            self.parts.append(normalize_newlines(value))
+            self._append(normalize_newlines(value), True)
             return
         collapsed = _ASCII_SPACE.sub(" ", value)
-        if not collapsed:
-            return
         if collapsed.startswith(" "):
             self.pending_space = True
             collapsed = collapsed[1:]
-        if collapsed:
-            if self.pending_space and self.parts and not self.parts[-1].endswith("\n"):
-                self.parts.append(" ")
-            self.parts.append(collapsed.rstrip(" "))
-            self.pending_space = collapsed.endswith(" ")
+        if not collapsed:
+            return
+        if self.pending_space and not self._at_line_start():
+            self._append(" ", False)
+        self.pending_space = collapsed.endswith(" ")
+        self._append(collapsed.rstrip(" "), False)
 
     def newline(self) -> None:
+        """End the line (once): spaces collapsed at its end are dropped."""
         self.pending_space = False
-        if self.parts and not self.parts[-1].endswith("\n"):
-            self.parts.append("\n")
+        while self.parts and not self.preserved[-1] and self.parts[-1].strip(" ") == "" \
+                and not self.parts[-1].endswith("\n"):
+            self.parts.pop()
+            self.preserved.pop()
+        if not self._at_line_start():
+            self._append("\n", False)
 
     def result(self) -> str:
         text = "".join(self.parts)
-        lines = [line.strip(" ") for line in text.split("\n")]
-        text = "\n".join(lines)
-        text = re.sub(r"\n{3,}", "\n\n", text)
-        return text.strip("\n")
+        return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
 def _walk(node, out: _Lines, preserve: bool) -> None:
@@ -101,7 +110,8 @@ def _walk(node, out: _Lines, preserve: bool) -> None:
         if tag in SKIP:
             continue
         if tag == "br":
-            out.text("\n", True)
+            out.pending_space = False
+            out._append("\n", False)
             continue
         if tag in BLOCK:
             out.newline()

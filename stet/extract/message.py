@@ -31,7 +31,8 @@ NAME = "stet.email"
 VERSION = "1"
 HEADERS = ("From", "To", "Cc", "Date", "Subject")
 
-_FIELD = re.compile(r"[!-9;-~]+:")  # RFC 5322 field name: printable ASCII except ':'
+_FIELD = re.compile(r"[!-9;-~]+:")
+_START = re.compile(rb"(?:\xef\xbb\xbf)?(?:From |[!-9;-~]+:)")  # RFC 5322 field name: printable ASCII except ':'
 _KNOWN = {"from", "to", "cc", "date", "subject", "message-id", "mime-version", "received",
           "return-path", "reply-to", "sender", "content-type", "delivered-to", "x-mailer"}
 
@@ -40,6 +41,8 @@ _KNOWN = {"from", "to", "cc", "date", "subject", "message-id", "mime-version", "
 def sniff_message(head: bytes, by_name: str | None) -> str | None:
     """A header block (every line a field or a folded continuation) with ``From:`` and at
     least two other well-known fields before the first empty line."""
+    if not _START.match(head):  # cheap test first: this runs for every file ingested
+        return None
     text = normalize_newlines(decode_head(head))
     if text.startswith("From "):  # an mbox "From " line before the headers
         text = text.split("\n", 1)[1] if "\n" in text else ""

@@ -75,4 +75,6 @@ def looks_like_text(head: bytes) -> bool:
 @register("text/plain", "text/markdown", "text/csv", "text/x-rst", "application/json")
 def extract_text(data: bytes) -> Extraction:
     text, encoding = decode(data)
+    if encoding == "utf-8" and "\r" not in text:
+        return Extraction(text, NAME, VERSION, encoding=encoding, verbatim=True)
     return Extraction(normalize_newlines(text), NAME, VERSION, encoding=encoding)

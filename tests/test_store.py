@@ -1,0 +1,103 @@
+"""The database itself refuses to rewrite history, whoever asks."""
+
+import sqlite3
+
+import pytest
+
+from stet import Archive
+from stet.store import APPEND_ONLY, GENESIS_HASH
+
+
+@pytest.fixture
+def filled(db_path, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("Article 1. All human beings are born free.")
+    (tmp_path / "in" / "b.bin").write_bytes(bytes(range(256)))
+    with Archive(db_path) as archive:
+        archive.ingest([tmp_path / "in"], by="ana")
+        conn = archive.conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO layers (name, created_by, created) VALUES ('entities', 'ana', '2026-01-01T00:00:00.000000Z')")
+        conn.execute(
+            "INSERT INTO annotation_revisions (annotation, revision, uuid, document, layer, start, \"end\", "
+            "exact, prefix, suffix, body, motivation, creator, author, created, modified, modified_us, status) "
+            "VALUES (1, 1, 'u-1', 1, 1, 0, 7, 'Article', '', ' 1.', 'a heading', 'commenting', 'ana', 'ana', "
+            "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1767225600000000, 'active')")
+        conn.execute("COMMIT")
+    return db_path
+
+
+@pytest.mark.parametrize("table", APPEND_ONLY)
+def test_raw_connection_cannot_update_or_delete(filled, table):
+    conn = sqlite3.connect(filled)
+    count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    assert count > 0
+    column = conn.execute(f"SELECT name FROM pragma_table_info('{table}') LIMIT 1").fetchone()[0]
+    with pytest.raises(sqlite3.IntegrityError, match=f"{table} is append-only: UPDATE refused"):
+        conn.execute(f'UPDATE {table} SET "{column}" = "{column}"')
+    with pytest.raises(sqlite3.IntegrityError, match=f"{table} is append-only: DELETE refused"):
+        conn.execute(f"DELETE FROM {table}")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM {table}")
+    assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == count
+
+
+def test_events_must_extend_the_chain(filled):
+    conn = sqlite3.connect(filled)
+    seq, head = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    insert = ("INSERT INTO events (seq, time, actor, action, details, prev_hash, hash) "
+              "VALUES (?, '2026-01-01T00:00:00.000000Z', 'x', 'forge', '{}', ?, ?)")
+    with pytest.raises(sqlite3.IntegrityError, match="prev_hash must be the hash of the last event"):
+        conn.execute(insert, (seq + 1, GENESIS_HASH, "f" * 64))
+    with pytest.raises(sqlite3.IntegrityError, match="seq must follow the last event"):
+        conn.execute(insert, (seq + 5, head, "f" * 64))
+
+
+def test_revision_span_and_sequence_enforced_by_the_database(filled):
+    conn = sqlite3.connect(filled)
+    columns = ('annotation, revision, uuid, document, layer, start, "end", exact, body, motivation, '
+               "creator, author, created, modified, modified_us, status")
+    base = [1, 2, "u-1", 1, 1, 0, 7, "Article", "b", "commenting", "ana", "ana",
+            "2026-01-01T00:00:00.000000Z", "2026-01-02T00:00:00.000000Z", 1767312000000000, "active"]
+    sql = f"INSERT INTO annotation_revisions ({columns}) VALUES ({', '.join('?' * 16)})"
+    wrong_exact = list(base)
+    wrong_exact[7] = "Articl"
+    with pytest.raises(sqlite3.IntegrityError, match="exact is not text"):
+        conn.execute(sql, wrong_exact)
+    skipped = list(base)
+    skipped[1] = 3
+    with pytest.raises(sqlite3.IntegrityError, match="revision must follow the last one"):
+        conn.execute(sql, skipped)
+    moved = list(base)
+    moved[3] = 2
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(sql, moved)
+    empty = list(base)
+    empty[6] = 0
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(sql, empty)
+
+
+def test_text_length_checked(filled):
+    conn = sqlite3.connect(filled)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO texts (document, sha256, length, text, extractor, extractor_version) "
+                     "VALUES (99, ?, 3, 'abcd', 'x', '1')", ("0" * 64,))
+
+
+def test_pragmas_and_migrations(filled):
+    with Archive(filled) as archive:
+        conn = archive.conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+        names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+        assert names[:2] == ["m001_core", "m002_annotations"]
+    with Archive(filled) as again:  # opening again applies nothing twice
+        assert again.conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == len(names)
+
+
+def test_current_state_follows_revisions(filled):
+    conn = sqlite3.connect(filled)
+    assert conn.execute('SELECT id, start, "end", body, revision FROM annotations').fetchall() == [
+        (1, 0, 7, "a heading", 1)]

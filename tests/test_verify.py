@@ -1,0 +1,104 @@
+"""stet verify: clean archives pass; tampering done around the triggers is found and named."""
+
+import json
+import sqlite3
+
+import pytest
+
+from stet import Archive
+from stet.store import APPEND_ONLY
+
+
+@pytest.fixture
+def filled(db_path, tmp_path, run):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Article 1. All human beings are born free and equal.\n")
+    (folder / "b.txt").write_bytes("Windows line\r\nends\r\n".encode())
+    (folder / "c.bin").write_bytes(bytes(range(256)) * 8)
+    assert run("ingest", folder).exit_code == 0
+    return db_path
+
+
+def tamper(db_path, *statements):
+    """Drop every protecting trigger, then run the statements: what an attacker could do."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        if any(name.startswith(t + "_no_") for t in APPEND_ONLY) or name == "events_linear":
+            conn.execute(f"DROP TRIGGER {name}")
+    for sql, *params in statements:
+        conn.execute(sql, *params)
+    conn.close()
+
+
+def sha_prefix(db_path, doc_id):
+    return sqlite3.connect(db_path).execute("SELECT sha256 FROM documents WHERE id = ?", (doc_id,)).fetchone()[0][:12]
+
+
+def test_clean_archive_passes(run, filled):
+    result = run("verify")
+    assert result.exit_code == 0
+    assert result.stdout == "ok: 3 documents, 3 events, 0 annotation revisions\n"
+    report = json.loads(run("verify", "--json").stdout)
+    assert report == {"ok": True, "problems": [],
+                      "checked": {"documents": 3, "events": 3, "annotation revisions": 0}}
+
+
+def test_changed_byte_of_raw_chunk(run, filled):
+    tamper(filled, ("UPDATE blob_chunks SET data = CAST(replace(CAST(data AS TEXT), 'ends', 'Ends') AS BLOB) "
+                    "WHERE sha256 = (SELECT sha256 FROM documents WHERE id = 2)",))
+    result = run("verify")
+    assert result.exit_code == 1
+    assert f"document 2 (sha256 {sha_prefix(filled, 2)}): raw bytes do not match their SHA-256" in result.stdout
+    assert result.stderr == "1 problem found\n"
+
+
+def test_changed_binary_chunk(run, filled):
+    tamper(filled, ("UPDATE blob_chunks SET data = zeroblob(length(data)) "
+                    "WHERE sha256 = (SELECT sha256 FROM documents WHERE id = 3)",))
+    assert f"document 3 (sha256 {sha_prefix(filled, 3)}): raw bytes do not match" in run("verify").stdout
+
+
+def test_changed_text_kept_verbatim(run, filled):
+    # a.txt is UTF-8 without CR: its raw bytes are kept once, as its text
+    tamper(filled, ("UPDATE texts SET text = replace(text, 'free', 'FREE') WHERE document = 1",))
+    out = run("verify").stdout
+    prefix = sha_prefix(filled, 1)
+    assert f"document 1 (sha256 {prefix}): raw bytes do not match their SHA-256" in out
+    assert f"document 1 (sha256 {prefix}): text does not match its SHA-256" in out
+
+
+def test_changed_extracted_text(run, filled):
+    tamper(filled, ("UPDATE texts SET text = 'Windows line\nENDS\n' WHERE document = 2",))
+    result = run("verify", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["problems"] == [
+        f"document 2 (sha256 {sha_prefix(filled, 2)}): text does not match its SHA-256"]
+
+
+def test_changed_event(run, filled):
+    tamper(filled, ("UPDATE events SET actor = 'mallory' WHERE seq = 2",))
+    assert run("verify").stdout == "event 2: hash mismatch (the event was altered)\n"
+
+
+def test_removed_event_and_rechained(run, filled):
+    tamper(filled, ("DELETE FROM events WHERE seq = 2",))
+    out = run("verify").stdout.splitlines()
+    assert out == ["event 2: missing (the chain jumps to 3)",
+                   "event 3: prev_hash does not match the hash of event 2"]
+
+
+def test_deleted_document_bytes(run, filled):
+    tamper(filled, ("DELETE FROM blob_chunks WHERE sha256 = (SELECT sha256 FROM documents WHERE id = 3) AND seq = 0",))
+    out = run("verify").stdout
+    assert f"document 3 (sha256 {sha_prefix(filled, 3)}): raw bytes incomplete" in out
+
+
+def test_every_problem_reported_at_once(run, filled):
+    tamper(filled,
+           ("UPDATE texts SET text = 'x' WHERE document = 2",),
+           ("UPDATE events SET details = '{}' WHERE seq = 3",))
+    result = run("verify")
+    assert result.exit_code == 1
+    assert len(result.stdout.splitlines()) == 3  # text hash, text length, event 3
+    assert result.stderr == "3 problems found\n"
