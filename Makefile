@@ -9,7 +9,7 @@ export STET_USER ?= stet-demo
 PRESS_SOURCE := National Council of Resistance of Iran, press release, August 2014
 UDHR_SOURCE := https://www.unicode.org/udhr/ (UDHR in Unicode; github.com/unicode-corpus/udhr-in-unicode at f4613da)
 
-.PHONY: demo test serve clean
+.PHONY: demo test serve clean chromium
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,20 @@ archive.db: $(BIN)/.installed $(shell find ingest annotations -type f 2>/dev/nul
 	touch $@
 
 demo: archive.db
-	$(BIN)/datasette serve archive.db --host 127.0.0.1 --port $(PORT)
+	$(BIN)/stet serve --db archive.db --port $(PORT)
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed chromium
 	$(BIN)/python -m pytest -q
 
+# The browser test drives Debian's Chromium through Playwright's Python package (never
+# `playwright install`): installed here when missing and running as root; where it cannot
+# be installed, the test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      || echo "could not install chromium: the browser test will skip"; \
+	  else echo "chromium is missing (install Debian's chromium as root): the browser test will skip"; fi; }
+
 clean:
-	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm
+	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm archive.db-public
