@@ -14,8 +14,10 @@ def add_revision(db_path, *, annotation, revision, uuid, body, author, start=0, 
                  status="active"):
     """Annotation rows written directly (the annotation API is another module's concern)."""
     conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("INSERT OR IGNORE INTO layers (id, name, created_by, created) "
-                 "VALUES (1, 'claims', 'ana', '2026-01-01T00:00:00.000000Z')")
+    # layers is append-only: a colliding INSERT (even OR IGNORE) is refused, so look first
+    conn.execute("INSERT INTO layers (id, name, created_by, created) "
+                 "SELECT 1, 'claims', 'ana', '2026-01-01T00:00:00.000000Z' "
+                 "WHERE NOT EXISTS (SELECT 1 FROM layers WHERE id = 1)")
     moment = now()
     text = conn.execute("SELECT text FROM texts WHERE document = 1").fetchone()[0]
     conn.execute(
