@@ -109,13 +109,13 @@ def open_bag(path: str | os.PathLike, *, processes: int = 1) -> ValidBag:
             problems.setdefault(relative, []).append("a symbolic link that leads out of the bag")
     oxum = _oxum_problem(bag, path, payload)
     if problems or oxum:
-        listed = [f"{name} ({', '.join(reasons)})" for name, reasons in sorted(problems.items())]
+        listed = [f"{name} ({', '.join(sorted(reasons))})" for name, reasons in sorted(problems.items())]
         if len(listed) > 20:
             listed = listed[:20] + [f"and {len(listed) - 20} more"]
         if oxum:
             listed.append(oxum)
         raise InvalidInput(f"{prefix}: " + "; ".join(listed))
-    return ValidBag(path, bag.version, dict(bag.info), payload)
+    return ValidBag(path, ".".join(map(str, bag.version_info)), dict(bag.info), payload)
 
 
 def _check_bagit_txt(path: str, prefix: str) -> None:

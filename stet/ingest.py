@@ -13,17 +13,29 @@ The work is split in two so that it can run in parallel and stay crash-safe:
 Large files (over :data:`SMALL_FILE` bytes) are not held in memory: they are hashed in one
 streaming pass and, unless already archived, stored in a second streaming pass that hashes
 again and refuses the file if it changed in between.
+
+Many files are prepared in worker processes (:func:`_prepared`): the walk is cut into tasks
+of at most :data:`TASK_FILES` files and :data:`TASK_BYTES` bytes, a few tasks are in flight
+at a time (so memory stays flat however many files there are), and results come back in walk
+order. Only small files' bytes travel back to the writer; a large file's are streamed by the
+writer from its path. A folder that is a BagIt bag is validated completely before anything is
+written (:mod:`stet.bags`), and its payload files carry the bag's info into their events.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import stat
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from . import timeutil
+from .bags import is_bag, open_bag
 from .errors import StetError
 from .extract import EXTRACT_LIMIT, Extraction, detect_media_type, empty, extract
 from .hashing import CHUNK_SIZE, sha256_bytes, sha256_file, sha256_text
@@ -34,6 +46,13 @@ SMALL_FILE = 8 * CHUNK_SIZE
 #: A batch commits after this many files or this many bytes, whichever comes first.
 BATCH_FILES = 1000
 BATCH_BYTES = 64 * CHUNK_SIZE
+#: A worker's task: at most this many files and bytes (a larger file is a task of its own).
+TASK_FILES = 64
+TASK_BYTES = 4 * CHUNK_SIZE
+#: The process pool is used only when there is this much work (it costs a few milliseconds
+#: to start); ``$STET_WORKERS`` sets the number of workers (1: no pool).
+POOL_MIN_FILES = 100
+POOL_MIN_BYTES = 32 * CHUNK_SIZE
 
 
 @dataclass
@@ -42,6 +61,8 @@ class Entry:
 
     path: str
     error: str | None = None
+    bag: bool = False  # a folder that is a BagIt bag, to validate and expand
+    details: dict[str, Any] | None = None  # provenance for the event (a bag's info)
 
 
 def walk(paths: Iterable[str | os.PathLike], *, exclude: frozenset[str] = frozenset()) -> Iterator[Entry]:
@@ -75,6 +96,9 @@ def _walk(paths: Iterable[str | os.PathLike]) -> Iterator[Entry]:
 
 
 def _walk_dir(path: str, real: str, *, root: str, seen: set[str]) -> Iterator[Entry]:
+    if is_bag(real):
+        yield Entry(path, bag=True)
+        return
     try:
         with os.scandir(path) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -125,6 +149,7 @@ class Prepared:
     extraction: Extraction | None = None
     error: str | None = None
     parts: list["Prepared"] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # from its Entry (a bag's info)
 
 
 def prepare(path: str) -> Prepared:
@@ -149,6 +174,11 @@ def prepare(path: str) -> Prepared:
         return item
     fill(item, data)
     return item
+
+
+def prepare_many(paths: list[str]) -> list[Prepared]:
+    """:func:`prepare` for a worker's task (one round trip for many small files)."""
+    return [prepare(path) for path in paths]
 
 
 def prepare_bytes(data: bytes, filename: str, path: str) -> Prepared:
@@ -260,6 +290,7 @@ class Writer:
                 "source": opts.source,
                 "restricted": opts.restricted,
                 **opts.details,
+                **item.details,
             }
             if existing is not None:
                 details["status"] = "duplicate"
@@ -304,6 +335,7 @@ class Writer:
                                    subject=f"document:{doc_id}", document=doc_id, details=details))
                 results.append(_result(item, doc_id, "new", warning=ext.warning))
             for part in item.parts:
+                part.details = part.details or item.details  # an attachment in a bag
                 store(part, doc_id, results)
 
         for item in items:
@@ -392,17 +424,113 @@ def archive_files(conn) -> frozenset[str]:
     return frozenset(files)
 
 
-def ingest(conn, paths: Iterable[str], options: Options, *,
-           progress: Callable[[Iterable[Entry]], Iterable[Entry]] | None = None) -> list[dict[str, Any]]:
-    """Ingest every file under ``paths``; return one result per file, in walk order."""
-    entries = list(walk(paths, exclude=archive_files(conn)))
+def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable | None = None,
+           workers: int | None = None) -> list[dict[str, Any]]:
+    """Ingest every file under ``paths``; return one result per file, in walk order.
+
+    Every bag found is validated first; an invalid one raises InvalidInput before anything
+    is written. ``progress(files, bytes)``, if given, returns a context manager that yields
+    a function called with each file's size as it is stored. ``workers``: worker processes
+    (default: ``$STET_WORKERS``, else the CPUs available, when there is enough work).
+    """
+    entries = _open_bags(list(walk(paths, exclude=archive_files(conn))))
     if options.title is not None and sum(1 for e in entries if not e.error) != 1:
         raise StetError("--title takes a single file")
+    sizes = [_size(entry) for entry in entries]
     writer = Writer(conn, options)
-    for entry in (progress(entries) if progress else entries):
-        if entry.error:
-            writer.error(entry.path, entry.error)
-        else:
-            writer.add(prepare(entry.path))
-    writer.flush()
+    bar = progress(len(entries), sum(sizes)) if progress else contextlib.nullcontext(None)
+    with bar as tick:
+        for (entry, item), size in zip(_prepared(entries, sizes, workers), sizes):
+            if item is None:
+                writer.error(entry.path, entry.error)
+            else:
+                item.details = entry.details or {}
+                writer.add(item)
+            if tick is not None:
+                tick(size)
+        writer.flush()
     return writer.results
+
+
+def _open_bags(entries: list[Entry]) -> list[Entry]:
+    """Each bag validated (all before any is ingested) and replaced by its payload files."""
+    expanded: list[Entry] = []
+    for entry in entries:
+        if not entry.bag:
+            expanded.append(entry)
+            continue
+        bag = open_bag(entry.path)
+        expanded.extend(Entry(os.path.join(entry.path, relative), details=bag.details(relative))
+                        for relative in bag.payload)
+    return expanded
+
+
+def _size(entry: Entry) -> int:
+    if entry.error:
+        return 0
+    try:
+        return os.stat(entry.path).st_size
+    except OSError:
+        return 0
+
+
+def _workers(entries: list[Entry], sizes: list[int]) -> int:
+    """How many worker processes pay: none for a little work, else one per CPU."""
+    configured = os.environ.get("STET_WORKERS", "").strip()
+    if configured.isdigit():
+        return int(configured)
+    files = sum(1 for entry in entries if not entry.error)
+    if files < 2 or (files < POOL_MIN_FILES and sum(sizes) < POOL_MIN_BYTES):
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, 8))
+
+
+def _tasks(entries: list[Entry], sizes: list[int]) -> Iterator[list[int]]:
+    """Consecutive entries cut into tasks of at most TASK_FILES files and TASK_BYTES bytes."""
+    task: list[int] = []
+    task_bytes = 0
+    for index, (entry, size) in enumerate(zip(entries, sizes)):
+        if task and (len(task) >= TASK_FILES or task_bytes + size > TASK_BYTES):
+            yield task
+            task, task_bytes = [], 0
+        task.append(index)
+        task_bytes += size
+    if task:
+        yield task
+
+
+def _prepared(entries: list[Entry], sizes: list[int],
+              workers: int | None) -> Iterator[tuple[Entry, Prepared | None]]:
+    """(entry, prepared file or None for a walk error), in walk order, in worker processes
+    when that pays. At most two tasks per worker are in flight at a time."""
+    workers = _workers(entries, sizes) if workers is None else workers
+    if workers <= 1:
+        for entry in entries:
+            yield entry, (None if entry.error else prepare(entry.path))
+        return
+    methods = multiprocessing.get_all_start_methods()
+    # fork: the workers need nothing re-imported; they never touch the parent's database.
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    tasks = _tasks(entries, sizes)
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    pending: deque = deque()
+
+    def submit() -> None:
+        task = next(tasks, None)
+        if task is not None:
+            paths = [entries[i].path for i in task if not entries[i].error]
+            pending.append((task, pool.submit(prepare_many, paths)))
+
+    try:
+        for _ in range(2 * workers):
+            submit()
+        while pending:
+            task, future = pending.popleft()
+            items = iter(future.result())
+            submit()
+            for index in task:
+                entry = entries[index]
+                yield entry, (None if entry.error else next(items))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -6,7 +6,9 @@ by hand the same way (``python tests/test_large_files.py 1024``) and reported in
 docs/formats.md.
 """
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -83,3 +85,99 @@ if __name__ == "__main__":  # by hand: python tests/test_large_files.py 1024
         make_file(os.path.join(tmp, "large.log"), size)
         peak, _ = measure_ingest(os.path.join(tmp, "large.log"), os.path.join(tmp, "a.db"))
         print(f"{size} MiB file: peak RSS {peak / 1024:.0f} MiB")
+
+
+# -- many files: worker processes, stable order, progress -----------------------------------
+
+
+def make_many(root, count: int = 150):
+    """Small text files, a binary, an email with an attachment, and a dangling link."""
+    from email.message import EmailMessage
+
+    for i in range(count):
+        folder = root / f"box{i % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"doc{i:04d}.txt").write_text(f"سند شماره {i}\n" * (i % 13 + 1), encoding="utf-8")
+    (root / "box0" / "copy.txt").write_text("سند شماره 0\n", encoding="utf-8")  # a duplicate
+    (root / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.org", "b@example.org", "s"
+    message.set_content("body")
+    message.add_attachment(b"attached", maintype="application", subtype="octet-stream",
+                           filename="a.bin")
+    (root / "mail.eml").write_bytes(message.as_bytes())
+    os.symlink(root / "nowhere", root / "dangling")
+
+
+def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
+    from stet import Archive
+    from stet import ingest as ingest_module
+
+    make_many(tmp_path / "src")
+    used = []
+    original = ingest_module._workers
+
+    def spy(entries, sizes):
+        used.append(original(entries, sizes))
+        return used[-1]
+
+    monkeypatch.setattr(ingest_module, "_workers", spy)
+    monkeypatch.setattr(ingest_module, "TASK_FILES", 16)  # many tasks, several in flight
+    results = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("STET_WORKERS", workers)
+        with Archive(tmp_path / f"w{workers}.db") as archive:
+            ticks = []
+
+            @contextlib.contextmanager
+            def progress(files, nbytes):
+                ticks.append((files, nbytes))
+                yield lambda size: ticks.append(size)
+
+            results[workers] = archive.ingest([tmp_path / "src"], by="t", progress=progress)
+            files, nbytes = ticks[0]
+            assert len(ticks) - 1 == files == 154 and sum(ticks[1:]) == nbytes
+            assert archive.verify() == []
+    assert used == [1, 2]
+    strip = [[{k: v for k, v in r.items() if k != "warning"} for r in results[w]] for w in "12"]
+    assert strip[0] == strip[1]
+    statuses = [r["status"] for r in results["2"]]
+    assert statuses.count("error") == 1 and statuses.count("duplicate") == 1
+    assert any(r["path"].endswith("mail.eml#a.bin") for r in results["2"])
+
+
+def test_pool_only_when_it_pays(tmp_path, monkeypatch):
+    from stet.ingest import Entry, _workers
+
+    monkeypatch.delenv("STET_WORKERS", raising=False)
+    few = [Entry(str(i)) for i in range(10)]
+    assert _workers(few, [1000] * 10) == 1
+    assert _workers(few[:1], [10**9]) == 1
+    many = [Entry(str(i)) for i in range(500)]
+    assert _workers(many, [1000] * 500) == min(len(os.sched_getaffinity(0)), 8)
+
+
+def test_progress_bar_shows_files_bytes_and_rate_on_a_terminal(tmp_path, monkeypatch, run):
+    import types
+
+    import stet.cli.common as common
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    fake = types.SimpleNamespace(stdout=Terminal(), stderr=Terminal())
+    monkeypatch.setattr(common, "sys", fake)
+    (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("world!", encoding="utf-8")
+    out = run("ingest", tmp_path / "a.txt", tmp_path / "b.txt")
+    assert out.exit_code == 0
+    shown = fake.stderr.getvalue()
+    assert "Ingesting" in shown and "2/2 files, 0.0/0.0 MB" in shown and "MB/s" in shown
+    # silent with -s, and when stdout is not a terminal (CliRunner's is not)
+    monkeypatch.setattr(common, "sys", types.SimpleNamespace(stdout=Terminal(), stderr=Terminal()))
+    assert run("ingest", tmp_path / "a.txt", "-s").exit_code == 0
+    assert common.sys.stderr.getvalue() == ""
+    monkeypatch.undo()
+    out = run("ingest", tmp_path / "b.txt")
+    assert "Ingesting" not in out.stderr

@@ -97,7 +97,7 @@ class _Quiet:
         self.items = items
 
     def __enter__(self):
-        return self.items
+        return self if self.items is None else self.items
 
     def __exit__(self, *exc) -> None:
         return None

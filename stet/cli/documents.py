@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 
 import click
 
@@ -35,8 +37,8 @@ def ingest(paths, source, title, restricted, supersedes, by, as_json, silent, db
     """
     archive = open_archive(db_path, create=True)
 
-    def progress(entries):
-        return _progress(entries, silent)
+    def progress(files, nbytes):
+        return _progress(files, nbytes, silent)
 
     results = archive.ingest(paths, by=user(by), source=source, title=title,
                              restricted=restricted, supersedes=supersedes, progress=progress)
@@ -55,9 +57,26 @@ def ingest(paths, source, title, restricted, supersedes, by, as_json, silent, db
         sys.exit(1)
 
 
-def _progress(entries, silent):
-    with progressbar(entries, silent=silent, label="Ingesting", show_pos=True) as bar:
-        yield from bar
+@contextlib.contextmanager
+def _progress(files, nbytes, silent):
+    """Files, bytes and rate on a terminal: `Ingesting [###---]  40%  812/2000 files,
+    38.2/95.0 MB, 21.4 MB/s`."""
+    done = {"files": 0, "bytes": 0}
+    start = time.monotonic()
+
+    def show(_item):
+        rate = done["bytes"] / max(time.monotonic() - start, 1e-6) / 1e6
+        return (f"{done['files']}/{files} files, {done['bytes'] / 1e6:.1f}/{nbytes / 1e6:.1f} MB, "
+                f"{rate:.1f} MB/s")
+
+    with progressbar(None, silent=silent, label="Ingesting", length=max(nbytes, 1),
+                     item_show_func=show) as bar:
+        def tick(size):
+            done["files"] += 1
+            done["bytes"] += size
+            bar.update(size)
+
+        yield tick
 
 
 @cli.command()
