@@ -8,6 +8,8 @@ that holds nothing restricted in the first place.
 from __future__ import annotations
 
 import json
+import os
+from collections import OrderedDict
 from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import NotFound, Response
@@ -59,13 +61,43 @@ def database(datasette):
     return datasette.get_database(names[0])
 
 
+class _Cache:
+    """Rendered document pages of an immutable database, least recently used out first,
+    within a budget of characters. The file cannot change, so neither can the pages."""
+
+    def __init__(self, budget: int = 64_000_000) -> None:
+        self.budget = budget
+        self.size = 0
+        self.entries: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self.entries.get(key)
+        if value is not None:
+            self.entries.move_to_end(key)
+        return value
+
+    def put(self, key, value, size: int) -> None:
+        if size > self.budget // 4:
+            return
+        self.entries[key] = (value, size)
+        self.size += size
+        while self.size > self.budget:
+            _, (_, old) = self.entries.popitem(last=False)
+            self.size -= old
+
+
+_pages = _Cache()
+
+
+def _identity(path):
+    """Which file, in which version (an immutable file is replaced, never changed in place)."""
+    info = os.stat(path)
+    return (os.path.abspath(path), info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 async def document_page(datasette, request):
     db = database(datasette)
     doc_id = int(request.url_vars["id"])
-    rows = (await db.execute(DOCUMENT_SQL, {"doc": doc_id})).rows
-    if not rows:
-        raise NotFound("No such document")
-    doc = dict(rows[0])
     at_text = request.args.get("at", "").strip()
     at_us = None
     if at_text:
@@ -73,6 +105,27 @@ async def document_page(datasette, request):
             at_us = timeutil.parse_micros(at_text)
         except StetError as exc:
             return Response.html(f"<p>{marks.escape(exc)}</p>", status=400)
+    key = None if db.is_mutable or db.is_memory else (_identity(db.path), doc_id, at_us)
+    cached = _pages.get(key) if key else None
+    if cached is None:
+        context = await _document_context(datasette, db, doc_id, at_us)
+        if context is None:
+            raise NotFound("No such document")
+        if key:
+            _pages.put(key, context, len(context["text_html"]) + len(context["annotation_list"]))
+    else:
+        context = cached[0]
+    context = {**context, "at": at_text}
+    return Response.html(
+        await datasette.render_template("stet_document.html", context, request=request)
+    )
+
+
+async def _document_context(datasette, db, doc_id: int, at_us: int | None):
+    rows = (await db.execute(DOCUMENT_SQL, {"doc": doc_id})).rows
+    if not rows:
+        return None
+    doc = dict(rows[0])
     if at_us is None:
         result = await db.execute(CURRENT_SQL, {"doc": doc_id})
     else:
@@ -103,7 +156,6 @@ async def document_page(datasette, request):
         "layers": layers,
         "layer_css": Markup(marks.layer_css((l["id"], l["css_colour"]) for l in layers)),
         "annotation_count": len(annotations),
-        "at": at_text,
         "at_iso": timeutil.from_micros(at_us) if at_us is not None else None,
         "raw_url": datasette.urls.path(f"/-/documents/{doc_id}/raw"),
         "row_url": datasette.urls.row(db.name, "documents", str(doc_id)),
@@ -112,34 +164,28 @@ async def document_page(datasette, request):
         "page_url": datasette.urls.path(f"/-/documents/{doc_id}"),
         "parent_url": datasette.urls.path(f"/-/documents/{doc['parent']}") if doc["parent"] else None,
     }
-    return Response.html(
-        await datasette.render_template("stet_document.html", context, request=request)
-    )
+    return context
 
 
 def _annotation_list(datasette, db_name, annotations, layer_names) -> str:
     esc = marks.escape
     history = datasette.urls.query(db_name, "annotation_history")
+    names = {layer: esc(name) for layer, name in layer_names.items()}
     out = []
     for a in annotations:
-        ann_id = int(a["id"])
-        tags = json.loads(a["tags"] or "[]") if a["tags"] else []
+        ann_id, layer = int(a["id"]), int(a["layer"])
+        tags = json.loads(a["tags"]) if a["tags"] and a["tags"] != "[]" else []
         span = f'{a["start"]}–{a["end"]}' if a["start"] is not None else f'reply to {a["reply_to"]}'
         out.append(
-            f'<li id="annotation-{ann_id}" class="annotation l{int(a["layer"])}" '
-            f'data-annotation-id="{ann_id}" data-layer="{int(a["layer"])}">'
-            f'<span class="swatch" aria-hidden="true"></span>'
-            f'<span class="layer-name">{esc(layer_names.get(a["layer"], a["layer"]))}</span> '
+            f'<li id="annotation-{ann_id}" class="annotation l{layer}" data-layer="{layer}">'
+            f'<b class="layer-name">{names.get(layer, layer)}</b> '
             f'<span class="author">{esc(a["author"])}</span> '
-            f'<time datetime="{esc(a["modified"])}">{esc(a["modified"])}</time> '
-            f'<span class="span">{esc(span)}</span> '
-            f'<span class="revision">revision {int(a["revision"])}</span>'
-            + (f'<blockquote class="exact">{esc(a["exact"])}</blockquote>' if a["exact"] else "")
-            + f'<div class="body">{esc(a["body"])}</div>'
-            + ("".join(f'<span class="tag">{esc(t)}</span>' for t in tags) if tags else "")
-            + f'<a class="history" href="{history}?annotation={ann_id}">history</a> '
-            f'<a class="row" href="{datasette.urls.row(db_name, "annotations", str(ann_id))}">'
-            f"record</a></li>"
+            f'<time>{esc(a["modified"])}</time> '
+            f'<span class="span">{span}, revision {int(a["revision"])}</span>'
+            + (f'<q class="exact">{esc(a["exact"])}</q>' if a["exact"] else "")
+            + f'<span class="body">{esc(a["body"])}</span>'
+            + "".join(f'<span class="tag">{esc(t)}</span>' for t in tags)
+            + f'<a class="history" href="{history}?annotation={ann_id}">history</a></li>'
         )
     return "\n".join(out)
 
