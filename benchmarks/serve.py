@@ -9,6 +9,11 @@ Every page is measured in the same run as ``select 1``, the floor of any Dataset
     .venv/bin/python benchmarks/serve.py              # build if needed, then measure
     .venv/bin/python benchmarks/serve.py --requests 500 --rebuild
 
+It measures twice: ``stet serve`` as it runs by default (the immutable snapshot lets it keep
+the answers to anonymous GET requests), then with that cache off (``STET_SERVE_CACHE_MB=0``),
+each time beside its own ``select 1``. The document page keeps its rendered text and marks in
+both cases; the "first request" column is the cost before anything is cached.
+
 The annotations are written with SQL straight into ``annotation_revisions`` (the triggers
 still check every span and keep ``annotations`` current); building the archive is not
 what is measured here.
@@ -196,15 +201,22 @@ def main() -> None:
     snap.close()
     print(f"{docs} documents, {anns} annotations, {big} on document 1; "
           f"'{word}' is in {matches} documents and {ann_matches} annotations")
+    for cache in (True, False):
+        serve_and_measure(path, word, args.requests, cache)
+
+
+def serve_and_measure(path: Path, word: str, requests: int, cache: bool) -> None:
+    """Start ``stet serve`` (with or without its response cache) and measure every page."""
+    import httpx
+
     port = free_port()
+    env = {**os.environ, "STET_SERVE_CACHE_MB": "128" if cache else "0"}
     server = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "stet"), "serve", "--db", str(path), "--port", str(port),
          "--metadata", str(ROOT / "metadata.yml")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        import httpx
-
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -227,20 +239,20 @@ def main() -> None:
             ("row page of an annotation", "/archive/annotations/500000"),
         ]
         load = os.getloadavg()
-        results = asyncio.run(run_all(base, pages, args.requests))
+        results = asyncio.run(run_all(base, pages, requests))
     finally:
         server.terminate()
         server.wait(timeout=30)
     floor = results[0][2]["rps"]
-    print(f"\n{args.requests} requests per page, {CONNECTIONS} connections, "
-          f"{os.cpu_count()} CPUs, server and load generator on this machine\n")
-    print(f"load average before the run: {load[0]:.2f} (1 min), {load[1]:.2f} (5 min)\n")
+    print(f"\nstet serve {'with' if cache else 'without'} its response cache "
+          f"(STET_SERVE_CACHE_MB={env['STET_SERVE_CACHE_MB']}); {requests} requests per page, "
+          f"{CONNECTIONS} connections, {os.cpu_count()} CPUs, server and load generator on this "
+          f"machine; load average before the run {load[0]:.2f} (1 min), {load[1]:.2f} (5 min)\n")
     print("| page | requests/s | median ms | p95 ms | first request ms | of select 1 |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, url, r in results:
         print(f"| {name} (`{url}`) | {r['rps']:.0f} | {r['median_ms']:.1f} | "
               f"{r['p95_ms']:.1f} | {r['cold_ms']:.0f} | {r['rps'] / floor:.2f} |")
-
 
 if __name__ == "__main__":
     main()

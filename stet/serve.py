@@ -4,7 +4,8 @@
 (:func:`stet.publish.ensure_snapshot`: a file beside the archive, ``archive.db-public``,
 rebuilt whenever the archive's event chain has grown), opened in Datasette's immutable mode,
 so that no URL can reach restricted material or write anything: the file holds nothing
-restricted and SQLite opens it read-only.
+restricted and SQLite opens it read-only. Because the file cannot change, the answers to
+anonymous GET requests are kept in memory (:class:`ResponseCache`, ``$STET_SERVE_CACHE_MB``).
 
 The metadata comes from ``--metadata FILE``, else ``./metadata.yml`` where present, else the
 copy packaged with stet.
@@ -13,6 +14,7 @@ copy packaged with stet.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,66 @@ def make_datasette(snapshot: str | os.PathLike, *, metadata: dict[str, Any] | No
     return ds
 
 
+class ResponseCache:
+    """An ASGI middleware that keeps the answers to anonymous GET requests, least recently used
+    out first, within ``budget`` bytes. Sound only because the served file is immutable: the
+    same URL always gets the same answer. Not kept: other methods, requests with a cookie or
+    credentials, answers other than 200, answers that set a cookie, and bodies over a quarter
+    of the budget (those stream through untouched)."""
+
+    def __init__(self, app, budget: int = 128 * 1024 * 1024) -> None:
+        self.app = app
+        self.budget = budget
+        self.size = 0
+        self.entries: "OrderedDict[bytes, tuple[list, int]]" = OrderedDict()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET" or self.budget <= 0 or any(
+                name in (b"cookie", b"authorization") for name, _ in scope.get("headers", ())):
+            return await self.app(scope, receive, send)
+        key = scope.get("raw_path", scope["path"].encode()) + b"?" + scope.get("query_string", b"")
+        hit = self.entries.get(key)
+        if hit is not None:
+            self.entries.move_to_end(key)
+            for message in hit[0]:
+                await send(message)
+            return
+        kept: list | None = []
+        size = 0
+
+        async def keep(message):
+            nonlocal kept, size
+            if kept is not None:
+                if message["type"] == "http.response.start":
+                    if message["status"] != 200 or any(
+                            name.lower() == b"set-cookie" for name, _ in message.get("headers", ())):
+                        kept = None
+                elif message["type"] == "http.response.body":
+                    size += len(message.get("body", b""))
+                    if size > self.budget // 4:
+                        kept = None
+                if kept is not None:
+                    kept.append(message)
+            await send(message)
+
+        await self.app(scope, receive, keep)
+        if kept and kept[-1]["type"] == "http.response.body" and not kept[-1].get("more_body"):
+            self.entries[key] = (kept, size)
+            self.size += size
+            while self.size > self.budget:
+                _, (_, old) = self.entries.popitem(last=False)
+                self.size -= old
+
+
+def cache_budget() -> int:
+    """Bytes of answers ``stet serve`` keeps: ``$STET_SERVE_CACHE_MB`` (0 turns it off), else 128 MB."""
+    value = os.environ.get("STET_SERVE_CACHE_MB", "128")
+    try:
+        return max(0, int(float(value) * 1024 * 1024))
+    except ValueError:
+        raise InvalidInput(f"STET_SERVE_CACHE_MB={value!r}: give a number of megabytes") from None
+
+
 def prepare(archive_path: str | os.PathLike, *, metadata: str | os.PathLike | None = None,
             settings: dict[str, Any] | None = None):
     """Build (or reuse) the snapshot of ``archive_path`` and a Datasette serving it."""
@@ -92,6 +154,7 @@ def run(archive_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     import uvicorn
 
     ds, snapshot = prepare(archive_path, metadata=metadata)
+    app = ResponseCache(ds.app(), budget=cache_budget())
     announce(f"Serving the public snapshot {snapshot} of {archive_path} "
              f"on http://{host}:{port}/ (read-only; Ctrl-C stops)")
-    uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")

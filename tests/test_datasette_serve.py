@@ -1,0 +1,99 @@
+"""stet serve's pieces: the response cache in front of the immutable snapshot, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from stet.cli import cli
+from stet.errors import InvalidInput
+from stet.serve import ResponseCache, cache_budget
+
+
+class Counting:
+    """A toy ASGI app: answers with the path, counting the calls; /big streams 3 chunks."""
+
+    def __init__(self):
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        self.calls += 1
+        path = scope["path"]
+        status = 404 if path == "/missing" else 200
+        headers = [(b"content-type", b"text/plain")]
+        if path == "/cookie":
+            headers.append((b"set-cookie", b"ds_csrftoken=abc"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if path == "/big":
+            for _ in range(3):
+                await send({"type": "http.response.body", "body": b"x" * 100, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send({"type": "http.response.body",
+                        "body": f"{path}?{scope['query_string'].decode()}".encode()})
+
+
+def fetch(app, *requests):
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.request(method, url, headers=headers or {})
+                    for method, url, headers in requests]
+
+    return asyncio.run(go())
+
+
+def test_cache_answers_repeated_anonymous_gets():
+    inner = Counting()
+    app = ResponseCache(inner, budget=1000)
+    first, second, other = fetch(app, ("GET", "/a?x=1", None), ("GET", "/a?x=1", None),
+                                 ("GET", "/a?x=2", None))
+    assert first.text == second.text == "/a?x=1" and other.text == "/a?x=2"
+    assert inner.calls == 2
+
+
+@pytest.mark.parametrize("method, url, headers", [
+    ("GET", "/missing", None),                 # not a 200
+    ("GET", "/cookie", None),                  # sets a cookie
+    ("GET", "/a", {"cookie": "ds_actor=x"}),   # a visitor with a cookie
+    ("POST", "/a", None),
+    ("GET", "/big", None),                     # 300 bytes: over a quarter of the budget
+])
+def test_cache_keeps_nothing_personal_or_large(method, url, headers):
+    inner = Counting()
+    app = ResponseCache(inner, budget=1000)
+    responses = fetch(app, (method, url, headers), (method, url, headers))
+    assert responses[0].content == responses[1].content
+    assert inner.calls == 2
+
+
+def test_cache_evicts_least_recently_used():
+    inner = Counting()
+    app = ResponseCache(inner, budget=25)  # room for four 6-byte answers ("/aaaa?")
+    paths = ["/aaaa", "/bbbb", "/cccc", "/dddd", "/aaaa", "/eeee", "/bbbb", "/aaaa"]
+    fetch(app, *[("GET", p, None) for p in paths])
+    # /eeee pushes out /bbbb (least recently used, since /aaaa was used again);
+    # /bbbb then pushes out /cccc; /aaaa is answered from the cache twice
+    assert inner.calls == 6
+
+
+def test_cache_budget_from_environment(monkeypatch):
+    monkeypatch.setenv("STET_SERVE_CACHE_MB", "0")
+    assert cache_budget() == 0
+    monkeypatch.setenv("STET_SERVE_CACHE_MB", "lots")
+    with pytest.raises(InvalidInput, match="STET_SERVE_CACHE_MB='lots': give a number of megabytes"):
+        cache_budget()
+    monkeypatch.delenv("STET_SERVE_CACHE_MB")
+    assert cache_budget() == 128 * 1024 * 1024
+
+
+def test_commands_have_help_with_examples():
+    runner = CliRunner()
+    for command in ("serve", "publish"):
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0
+        assert "Example:" in result.output and f"stet {command}" in result.output
+    assert "--metadata" in runner.invoke(cli, ["serve", "--help"]).output
