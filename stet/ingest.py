@@ -150,6 +150,9 @@ class Prepared:
     error: str | None = None
     parts: list["Prepared"] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # from its Entry (a bag's info)
+    #: Set when a worker dropped a verbatim text (the bytes are the text) before sending the
+    #: item back: the writer stores the bytes and needs only the length.
+    text_length: int | None = None
 
 
 def prepare(path: str) -> Prepared:
@@ -177,8 +180,17 @@ def prepare(path: str) -> Prepared:
 
 
 def prepare_many(paths: list[str]) -> list[Prepared]:
-    """:func:`prepare` for a worker's task (one round trip for many small files)."""
-    return [prepare(path) for path in paths]
+    """:func:`prepare` for a worker's task (one round trip for many small files). A verbatim
+    text is not sent back beside its bytes: pickling the text costs more than extracting it."""
+    items = [prepare(path) for path in paths]
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        pending.extend(item.parts)
+        if item.data is not None and item.extraction is not None and item.extraction.verbatim:
+            item.text_length = len(item.extraction.text)
+            item.extraction.text = ""
+    return items
 
 
 def prepare_bytes(data: bytes, filename: str, path: str) -> Prepared:
@@ -323,7 +335,8 @@ class Writer:
                 # A verbatim text goes in as its raw bytes, CAST to TEXT: SQLite stores UTF-8
                 # as is, which spares encoding the string again (the file is valid UTF-8).
                 text_value = item.data if item.data is not None and ext.verbatim else ext.text
-                texts.append((doc_id, text_sha, len(ext.text), text_value, ext.extractor,
+                length = item.text_length if item.text_length is not None else len(ext.text)
+                texts.append((doc_id, text_sha, length, text_value, ext.extractor,
                                ext.extractor_version, ext.encoding, ext.warning))
                 details.update(status="new", title=title, text_sha256=texts[-1][1],
                                extractor=ext.extractor, extractor_version=ext.extractor_version)
@@ -475,15 +488,15 @@ def _size(entry: Entry) -> int:
 
 
 def _workers(entries: list[Entry], sizes: list[int]) -> int:
-    """How many worker processes pay: none for a little work, else one per CPU."""
+    """How many worker processes pay: none (0) for a little work, else one per CPU but one."""
     configured = os.environ.get("STET_WORKERS", "").strip()
     if configured.isdigit():
         return int(configured)
     files = sum(1 for entry in entries if not entry.error)
     if files < 2 or (files < POOL_MIN_FILES and sum(sizes) < POOL_MIN_BYTES):
-        return 1
+        return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cpus or 1, 8))
+    return min((cpus or 1) - 1, 8)  # the main process has a CPU too: it writes
 
 
 def _tasks(entries: list[Entry], sizes: list[int]) -> Iterator[list[int]]:
@@ -505,7 +518,7 @@ def _prepared(entries: list[Entry], sizes: list[int],
     """(entry, prepared file or None for a walk error), in walk order, in worker processes
     when that pays. At most two tasks per worker are in flight at a time."""
     workers = _workers(entries, sizes) if workers is None else workers
-    if workers <= 1:
+    if workers < 1:
         for entry in entries:
             yield entry, (None if entry.error else prepare(entry.path))
         return

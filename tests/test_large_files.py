@@ -123,8 +123,9 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ingest_module, "_workers", spy)
     monkeypatch.setattr(ingest_module, "TASK_FILES", 16)  # many tasks, several in flight
+    monkeypatch.setattr(ingest_module, "TASK_BYTES", 64 * 1024)
     results = {}
-    for workers in ("1", "2"):
+    for workers in ("0", "2"):  # in-process, then two worker processes
         monkeypatch.setenv("STET_WORKERS", workers)
         with Archive(tmp_path / f"w{workers}.db") as archive:
             ticks = []
@@ -138,12 +139,19 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
             files, nbytes = ticks[0]
             assert len(ticks) - 1 == files == 154 and sum(ticks[1:]) == nbytes
             assert archive.verify() == []
-    assert used == [1, 2]
-    strip = [[{k: v for k, v in r.items() if k != "warning"} for r in results[w]] for w in "12"]
+    assert used == [0, 2]
+    strip = [[{k: v for k, v in r.items() if k != "warning"} for r in results[w]] for w in "02"]
     assert strip[0] == strip[1]
     statuses = [r["status"] for r in results["2"]]
     assert statuses.count("error") == 1 and statuses.count("duplicate") == 1
     assert any(r["path"].endswith("mail.eml#a.bin") for r in results["2"])
+    with Archive(tmp_path / "w0.db") as one, Archive(tmp_path / "w2.db") as two:
+        def rows(archive):
+            return [{k: v for k, v in d.items() if k != "ingested_at"} for d in archive.documents()]
+
+        assert rows(one) == rows(two)
+        assert all(one.text(d["id"]) == two.text(d["id"]) for d in one.documents())
+        assert one.text(2) == "سند شماره 0\n" * 1
 
 
 def test_pool_only_when_it_pays(tmp_path, monkeypatch):
@@ -151,10 +159,11 @@ def test_pool_only_when_it_pays(tmp_path, monkeypatch):
 
     monkeypatch.delenv("STET_WORKERS", raising=False)
     few = [Entry(str(i)) for i in range(10)]
-    assert _workers(few, [1000] * 10) == 1
-    assert _workers(few[:1], [10**9]) == 1
+    assert _workers(few, [1000] * 10) == 0  # in-process: a pool would not pay
+    assert _workers(few[:1], [10**9]) == 0
     many = [Entry(str(i)) for i in range(500)]
-    assert _workers(many, [1000] * 500) == min(len(os.sched_getaffinity(0)), 8)
+    assert _workers(many, [1000] * 500) == min(len(os.sched_getaffinity(0)) - 1, 8)
+    assert _workers(few, [50 * 1024 * 1024] * 10) == min(len(os.sched_getaffinity(0)) - 1, 8)
 
 
 def test_progress_bar_shows_files_bytes_and_rate_on_a_terminal(tmp_path, monkeypatch, run):
