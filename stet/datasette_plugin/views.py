@@ -177,15 +177,13 @@ def _annotation_list(datasette, db_name, annotations, layer_names) -> str:
         tags = json.loads(a["tags"]) if a["tags"] and a["tags"] != "[]" else []
         span = f'{a["start"]}–{a["end"]}' if a["start"] is not None else f'reply to {a["reply_to"]}'
         out.append(
-            f'<li id="annotation-{ann_id}" class="annotation l{layer}" data-layer="{layer}">'
-            f'<b class="layer-name">{names.get(layer, layer)}</b> '
-            f'<span class="author">{esc(a["author"])}</span> '
-            f'<time>{esc(a["modified"])}</time> '
-            f'<span class="span">{span}, revision {int(a["revision"])}</span>'
-            + (f'<q class="exact">{esc(a["exact"])}</q>' if a["exact"] else "")
-            + f'<span class="body">{esc(a["body"])}</span>'
-            + "".join(f'<span class="tag">{esc(t)}</span>' for t in tags)
-            + f'<a class="history" href="{history}?annotation={ann_id}">history</a></li>'
+            f'<li id="annotation-{ann_id}" class="l{layer}" data-layer="{layer}">'
+            f'<b>{names.get(layer, layer)}</b> <i>{esc(a["author"])}</i> '
+            f'<time>{esc(a["modified"])}</time> <small>{span} r{int(a["revision"])}</small>'
+            + (f'<q>{esc(a["exact"])}</q>' if a["exact"] else "")
+            + f'<span>{esc(a["body"])}</span>'
+            + "".join(f'<em>{esc(t)}</em>' for t in tags)
+            + f'<a href="{history}?annotation={ann_id}">history</a></li>'
         )
     return "\n".join(out)
 

@@ -54,7 +54,7 @@
         mark.tabIndex = 0;
       }
     });
-    document.querySelectorAll("#annotation-list .annotation").forEach(function (item) {
+    document.querySelectorAll("#annotation-list li").forEach(function (item) {
       item.classList.toggle("hidden-layer", !on[item.getAttribute("data-layer")]);
     });
     if (current && current.classList.contains("off")) { current = null; details.replaceChildren(); }
