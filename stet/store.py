@@ -42,7 +42,7 @@ UNIQUE_KEYS = {
     "texts": [("document",)],
     "events": [("seq",), ("hash",)],
     "layers": [("id",), ("name",)],
-    "annotation_revisions": [("id",), ("annotation", "revision"), ("uuid", "revision")],
+    "annotation_revisions": [("id",), ("annotation", "revision")],
 }
 
 
@@ -159,6 +159,7 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
         );
         -- Every revision of every annotation: the source of truth, append-only.
         -- Revision 1 creates the annotation; a retraction is a revision with status 'retracted'.
+        -- Offsets are code points into texts.text, start inclusive, end exclusive.
         CREATE TABLE annotation_revisions (
             id INTEGER PRIMARY KEY,
             annotation INTEGER NOT NULL CHECK (annotation >= 1),
@@ -183,43 +184,41 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
             status TEXT NOT NULL CHECK (status IN ('active', 'retracted')),
             reason TEXT,
             UNIQUE (annotation, revision),
-            UNIQUE (uuid, revision),
             CHECK ((start IS NULL AND "end" IS NULL AND exact IS NULL)
                    OR (start >= 0 AND start < "end" AND exact IS NOT NULL)),
             CHECK (start IS NOT NULL OR reply_to IS NOT NULL)
         );
+        -- exact == text[start:end] and 0 <= start < end <= length are checked by stet before
+        -- every insert and by stet verify for every revision. A trigger checking it with
+        -- substr() over the whole text cost more than the rest of an insert (see
+        -- benchmarks/README.md) and grows with the text's length, so there is none.
+        -- The state at a past instant: the latest revision at or before it, per document.
         CREATE INDEX annotation_revisions_document_time
             ON annotation_revisions(document, modified_us);
-        CREATE INDEX annotation_revisions_annotation_time
-            ON annotation_revisions(annotation, modified_us);
+        -- A later revision follows the one before it (and is not dated before it) and keeps
+        -- its annotation's identity. Revision 1 needs no check here: UNIQUE (annotation,
+        -- revision) refuses a second one, and annotations.uuid UNIQUE a reused uuid.
         CREATE TRIGGER annotation_revisions_sequence BEFORE INSERT ON annotation_revisions
+        WHEN NEW.revision > 1
         BEGIN
-            SELECT RAISE(ABORT, 'annotation_revisions: revision must follow the last one')
-            WHERE NEW.revision IS NOT (
-                SELECT coalesce(max(revision), 0) + 1 FROM annotation_revisions
-                WHERE annotation = NEW.annotation);
+            SELECT RAISE(ABORT, 'annotation_revisions: revision must follow the last one, not dated before it')
+            WHERE NOT EXISTS (
+                SELECT 1 FROM annotation_revisions WHERE annotation = NEW.annotation
+                AND revision = NEW.revision - 1 AND modified_us <= NEW.modified_us);
             SELECT RAISE(ABORT, 'annotation_revisions: a revision keeps its annotation''s uuid, document, layer, creator, created and reply_to')
-            WHERE NEW.revision > 1 AND NOT EXISTS (
+            WHERE NOT EXISTS (
                 SELECT 1 FROM annotation_revisions WHERE annotation = NEW.annotation
                 AND revision = 1 AND uuid = NEW.uuid AND document = NEW.document
                 AND layer = NEW.layer AND creator = NEW.creator AND created = NEW.created
                 AND reply_to IS NEW.reply_to);
-            SELECT RAISE(ABORT, 'annotation_revisions: uuid already names another annotation')
-            WHERE NEW.revision = 1 AND EXISTS (
-                SELECT 1 FROM annotation_revisions WHERE uuid = NEW.uuid);
-            SELECT RAISE(ABORT, 'annotation_revisions: span outside the text or exact is not text[start:end]')
-            WHERE NEW.start IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM texts WHERE document = NEW.document
-                AND NEW."end" <= length
-                AND substr(text, NEW.start + 1, NEW."end" - NEW.start) = NEW.exact);
         END;
-        -- The current state, one row per annotation: derived, maintained by the trigger below,
-        -- rebuildable from annotation_revisions (stet verify checks that it agrees).
+        -- The current state, one row per annotation: derived, maintained by the triggers
+        -- below, rebuildable from annotation_revisions (stet verify checks that it agrees).
         CREATE TABLE annotations (
             id INTEGER PRIMARY KEY,
             uuid TEXT NOT NULL UNIQUE,
-            document INTEGER NOT NULL REFERENCES documents(id),
-            layer INTEGER NOT NULL REFERENCES layers(id),
+            document INTEGER NOT NULL,
+            layer INTEGER NOT NULL,
             reply_to INTEGER,
             start INTEGER,
             "end" INTEGER,
@@ -238,12 +237,14 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
             status TEXT NOT NULL,
             reason TEXT
         );
+        -- Overlap: document = ? AND start < M AND "end" > N (measured faster than an R*Tree).
         CREATE INDEX annotations_span ON annotations(document, start, "end");
         CREATE INDEX annotations_layer ON annotations(layer);
         CREATE INDEX annotations_creator ON annotations(creator);
-        CREATE TRIGGER annotation_revisions_current AFTER INSERT ON annotation_revisions
+        CREATE TRIGGER annotation_revisions_create AFTER INSERT ON annotation_revisions
+        WHEN NEW.revision = 1
         BEGIN
-            INSERT OR REPLACE INTO annotations (
+            INSERT INTO annotations (
                 id, uuid, document, layer, reply_to, start, "end", exact, prefix, suffix,
                 body, motivation, tags, creator, author, created, modified, modified_us,
                 revision, status, reason)
@@ -252,6 +253,16 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
                 NEW."end", NEW.exact, NEW.prefix, NEW.suffix, NEW.body, NEW.motivation,
                 NEW.tags, NEW.creator, NEW.author, NEW.created, NEW.modified, NEW.modified_us,
                 NEW.revision, NEW.status, NEW.reason);
+        END;
+        CREATE TRIGGER annotation_revisions_current AFTER INSERT ON annotation_revisions
+        WHEN NEW.revision > 1
+        BEGIN
+            UPDATE annotations SET start = NEW.start, "end" = NEW."end", exact = NEW.exact,
+                prefix = NEW.prefix, suffix = NEW.suffix, body = NEW.body,
+                motivation = NEW.motivation, tags = NEW.tags, author = NEW.author,
+                modified = NEW.modified, modified_us = NEW.modified_us,
+                revision = NEW.revision, status = NEW.status, reason = NEW.reason
+            WHERE id = NEW.annotation;
         END;
         {''.join(_append_only(t) for t in ("layers", "annotation_revisions"))}
         """
