@@ -17,7 +17,8 @@ from typing import Iterable
 #: One colour per layer, by layer id, when the layer names none (or an unusable one).
 PALETTE = ("#ffe08a", "#a8e6a1", "#9fd3ff", "#ffb3c7", "#d7b8ff", "#ffc999", "#b5f0e8",
            "#e8e8a0", "#c4d0ff", "#f5b0a0")
-_COLOUR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?")
+#: What may reach CSS from a layer's colour: #rgb, #rrggbb or a colour name (letters only).
+_COLOUR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?|[a-zA-Z]{3,24}")
 
 
 def escape(value) -> str:

@@ -299,6 +299,8 @@ async def search_page(datasette, request):
     tables = set(await db.table_names())
     if q and not {"documents_fts", "annotations_fts"} <= tables:
         context["error"] = "Search needs the public snapshot that stet serve publishes."
+    elif q and not fts_query(q):
+        context.update(document_count=0, annotation_count=0)
     elif q:
         match = fts_query(q)
         word = (q.replace('"', " ").split() or [""])[0]
