@@ -52,10 +52,10 @@ def is_bag(path: str | os.PathLike) -> bool:
     """A folder with ``bagit.txt`` at its top, or one that looks like a bag without it
     (a ``data`` folder beside a ``manifest-*.txt``), which validation will then refuse."""
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        return False
     if os.path.isfile(os.path.join(path, "bagit.txt")):
         return True
+    if not os.path.isdir(os.path.join(path, "data")):
+        return False
     try:
         names = os.listdir(path)
     except OSError:
