@@ -4,8 +4,8 @@
 
 - every document that is not restricted and has no restricted ancestor (an attachment of a
   restricted message is restricted too), with its raw bytes, its text, the revisions of its
-  annotations (the triggers rebuild the current state and check every span again) and the
-  events recorded about it;
+  annotations (the schema's triggers rebuild the current state from them; ``stet verify``
+  on the snapshot checks every span again) and the events recorded about it;
 - the layers that are not used only on withheld documents;
 - full-text indexes (FTS5, ``unicode61``) over document titles and texts
   (``documents_fts``) and over annotation bodies, quotes and tags (``annotations_fts``).
