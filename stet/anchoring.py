@@ -11,7 +11,7 @@ at the ends of the text), as the W3C TextQuoteSelector and Hypothesis keep them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import Ambiguous, InvalidInput, NotFound
 
@@ -19,8 +19,7 @@ from .errors import Ambiguous, InvalidInput, NotFound
 CONTEXT = 32
 
 
-@dataclass(frozen=True)
-class Anchor:
+class Anchor(NamedTuple):
     start: int
     end: int
     exact: str
@@ -93,7 +92,8 @@ def reanchor(text: str, start: int | None, end: int | None, exact: str | None,
     if start is not None and end is not None:
         check_span(text, start, end)
         if exact is None or text[start:end] == exact:
-            return anchor(text, start, end)
+            return Anchor(start, end, text[start:end], text[max(0, start - CONTEXT):start],
+                          text[end:end + CONTEXT])
         if not exact:
             raise InvalidInput(f"span {start}:{end}: the quote is empty")
     elif exact is None:

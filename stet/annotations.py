@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import re
+
+import orjson
 import uuid as uuid_module
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -30,6 +32,8 @@ MOTIVATIONS = (
     "highlighting", "identifying", "linking", "moderating", "questioning", "replying",
     "tagging", "correcting",
 )
+
+_MOTIVATIONS = frozenset(MOTIVATIONS)
 
 #: Columns of a revision row, in insert order.
 REVISION_COLUMNS = (
@@ -253,7 +257,7 @@ def event_details(revision: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_motivation(motivation: str) -> str:
-    if motivation not in MOTIVATIONS:
+    if motivation not in _MOTIVATIONS:
         raise InvalidInput(f"unknown motivation {motivation!r}: use one of "
                            + ", ".join(MOTIVATIONS))
     return motivation
@@ -261,13 +265,15 @@ def check_motivation(motivation: str) -> str:
 
 def check_tags(tags: Iterable[str]) -> str:
     """Tags as the stored JSON array; each a non-empty string, duplicates dropped."""
+    if not tags:
+        return "[]"
     seen: list[str] = []
     for tag in tags:
         if not isinstance(tag, str) or not tag.strip():
             raise InvalidInput("a tag must be a non-empty string")
         if tag not in seen:
             seen.append(tag)
-    return json.dumps(seen, ensure_ascii=False)
+    return orjson.dumps(seen).decode()
 
 
 def document_text(conn, document: int) -> str:
