@@ -81,9 +81,9 @@ def make_datasette(snapshot: str | os.PathLike, *, metadata: dict[str, Any] | No
 class ResponseCache:
     """An ASGI middleware that keeps the answers to anonymous GET requests, least recently used
     out first, within ``budget`` bytes. Sound only because the served file is immutable: the
-    same URL always gets the same answer. Not kept: other methods, requests with a cookie or
-    credentials, answers other than 200, answers that set a cookie, and bodies over a quarter
-    of the budget (those stream through untouched)."""
+    same URL, scheme and Host always get the same answer. Not kept: other methods, requests
+    with a cookie or credentials, answers other than 200, answers that set a cookie, and
+    bodies over a quarter of the budget (those stream through untouched)."""
 
     def __init__(self, app, budget: int = 128 * 1024 * 1024) -> None:
         self.app = app
@@ -95,7 +95,15 @@ class ResponseCache:
         if scope["type"] != "http" or scope["method"] != "GET" or self.budget <= 0 or any(
                 name in (b"cookie", b"authorization") for name, _ in scope.get("headers", ())):
             return await self.app(scope, receive, send)
-        key = scope.get("raw_path", scope["path"].encode()) + b"?" + scope.get("query_string", b"")
+        # Pages hold absolute URLs built from the scheme and Host: both are part of the key,
+        # so a request with a forged Host cannot poison what others get.
+        key = b"\n".join([
+            scope.get("scheme", "http").encode(),
+            b" ".join(value for name, value in scope.get("headers", ())
+                      if name == b"host" or name.startswith(b"x-forwarded-")),
+            scope.get("raw_path") or scope["path"].encode(),
+            scope.get("query_string", b""),
+        ])
         hit = self.entries.get(key)
         if hit is not None:
             self.entries.move_to_end(key)

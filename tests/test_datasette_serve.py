@@ -32,8 +32,10 @@ class Counting:
                 await send({"type": "http.response.body", "body": b"x" * 100, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         else:
+            host = dict(scope["headers"]).get(b"host", b"").decode()
+            body = f"{path}?{scope['query_string'].decode()}"
             await send({"type": "http.response.body",
-                        "body": f"{path}?{scope['query_string'].decode()}".encode()})
+                        "body": (body + " " + host if path == "/host" else body).encode()})
 
 
 def fetch(app, *requests):
@@ -67,6 +69,15 @@ def test_cache_keeps_nothing_personal_or_large(method, url, headers):
     app = ResponseCache(inner, budget=1000)
     responses = fetch(app, (method, url, headers), (method, url, headers))
     assert responses[0].content == responses[1].content
+    assert inner.calls == 2
+
+
+def test_cache_key_includes_the_host():
+    inner = Counting()
+    app = ResponseCache(inner, budget=1000)
+    evil, good = fetch(app, ("GET", "/host", {"host": "evil.example"}),
+                       ("GET", "/host", {"host": "test"}))
+    assert evil.text == "/host? evil.example" and good.text == "/host? test"
     assert inner.calls == 2
 
 
