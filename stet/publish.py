@@ -35,7 +35,7 @@ from typing import Any
 import sqlite_utils
 
 from . import __version__, store, timeutil
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, StetError
 from .hashing import canonical_json, sha256_file
 from .provenance import Chain, event_hash
 
@@ -134,7 +134,11 @@ def ensure_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None =
     if (info and info.get("format") == FORMAT
             and info.get("source") == {"events": seq, "head": head}):
         return cache
-    publish(source, cache, force=True, record=False)
+    try:
+        publish(source, cache, force=True, record=False)
+    except OSError as exc:
+        raise StetError(f"cannot write the public snapshot {cache}: "
+                        f"{(exc.strerror or str(exc)).lower()}") from None
     return cache
 
 

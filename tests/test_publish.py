@@ -128,3 +128,27 @@ def test_publish_library_returns_a_summary(source):
     assert summary["head"]["events"] == 5
     with Archive(source["db"]) as archive:
         assert archive.log()[-1]["action"] != "publish"
+
+
+def test_serve_cache_in_a_read_only_folder(tmp_path):
+    import os
+
+    from stet.errors import StetError
+    from stet.publish import ensure_snapshot
+
+    if os.geteuid() == 0:  # root writes anywhere: a folder that does not exist instead
+        cache = tmp_path / "no-such-folder" / "archive.db-public"
+        expected = f"no folder {cache.parent}"
+    else:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        cache = folder / "archive.db-public"
+        expected = f"cannot write the public snapshot {cache}: permission denied"
+    doc = tmp_path / "a.txt"
+    doc.write_text("hello\n", encoding="utf-8")
+    with Archive(tmp_path / "archive.db") as archive:
+        archive.ingest([doc], by="ana")
+    with pytest.raises(StetError) as info:
+        ensure_snapshot(tmp_path / "archive.db", cache)
+    assert str(info.value) == expected
