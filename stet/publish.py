@@ -85,6 +85,9 @@ def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None
         summary = _build(source, tmp)
         summary["sha256"], summary["size"] = _file_hash(tmp)
         os.replace(tmp, out)
+    except (OSError, sqlite3.OperationalError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StetError(f"cannot write {out}: {reason.lower()}") from None
     finally:
         _remove(tmp)
     summary["path"] = str(out)
@@ -134,11 +137,7 @@ def ensure_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None =
     if (info and info.get("format") == FORMAT
             and info.get("source") == {"events": seq, "head": head}):
         return cache
-    try:
-        publish(source, cache, force=True, record=False)
-    except OSError as exc:
-        raise StetError(f"cannot write the public snapshot {cache}: "
-                        f"{(exc.strerror or str(exc)).lower()}") from None
+    publish(source, cache, force=True, record=False)
     return cache
 
 

@@ -144,7 +144,7 @@ def test_serve_cache_in_a_read_only_folder(tmp_path):
         folder.mkdir()
         folder.chmod(0o555)
         cache = folder / "archive.db-public"
-        expected = f"cannot write the public snapshot {cache}: permission denied"
+        expected = f"cannot write {cache}: unable to open database file"
     doc = tmp_path / "a.txt"
     doc.write_text("hello\n", encoding="utf-8")
     with Archive(tmp_path / "archive.db") as archive:
@@ -152,3 +152,17 @@ def test_serve_cache_in_a_read_only_folder(tmp_path):
     with pytest.raises(StetError) as info:
         ensure_snapshot(tmp_path / "archive.db", cache)
     assert str(info.value) == expected
+
+
+def test_publish_failure_is_one_line(source, run, monkeypatch):
+    import stet.publish
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(stet.publish, "_build", full)
+    out = source["tmp"] / "full.db"
+    result = run("publish", out, db=str(source["db"]))
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot write {out}: database or disk is full\n"
+    assert not out.exists()
