@@ -186,8 +186,18 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
             UNIQUE (annotation, revision),
             CHECK ((start IS NULL AND "end" IS NULL AND exact IS NULL)
                    OR (start >= 0 AND start < "end" AND exact IS NOT NULL)),
+            CHECK (start IS NULL OR length(exact) = "end" - start),
             CHECK (start IS NOT NULL OR reply_to IS NOT NULL)
         );
+        -- The span lies inside the text: reads texts.length only (it comes before the text
+        -- in the row, so the text itself is not read). exact == text[start:end] is checked by
+        -- stet before the insert and by stet verify (see below).
+        CREATE TRIGGER annotation_revisions_span BEFORE INSERT ON annotation_revisions
+        WHEN NEW.start IS NOT NULL
+        BEGIN
+            SELECT RAISE(ABORT, 'annotation_revisions: span outside the text')
+            WHERE NEW."end" > coalesce((SELECT length FROM texts WHERE document = NEW.document), -1);
+        END;
         -- exact == text[start:end] and 0 <= start < end <= length are checked by stet before
         -- every insert and by stet verify for every revision. A trigger checking it with
         -- substr() over the whole text cost more than the rest of an insert (see

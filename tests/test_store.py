@@ -62,8 +62,12 @@ def test_revision_span_and_sequence_enforced_by_the_database(filled):
     sql = f"INSERT INTO annotation_revisions ({columns}) VALUES ({', '.join('?' * 16)})"
     wrong_exact = list(base)
     wrong_exact[7] = "Articl"
-    with pytest.raises(sqlite3.IntegrityError, match="exact is not text"):
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
         conn.execute(sql, wrong_exact)
+    outside = list(base)
+    outside[5:8] = [40, 4000, "x" * 3960]
+    with pytest.raises(sqlite3.IntegrityError, match="span outside the text"):
+        conn.execute(sql, outside)
     skipped = list(base)
     skipped[1] = 3
     with pytest.raises(sqlite3.IntegrityError, match="revision must follow the last one"):
