@@ -3,6 +3,7 @@ export, import."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -247,8 +248,14 @@ def export(docs, layer, with_history, fmt, output, db_path):
     if output == "-":
         archive.export(sys.stdout, docs, fmt=fmt, layer=layer, history=with_history)
         return
-    with click.open_file(output, "w", encoding="utf-8", atomic=True) as out:
-        archive.export(out, docs, fmt=fmt, layer=layer, history=with_history)
+    partial = f"{output}.partial-{os.getpid()}"  # the file appears only when complete
+    try:
+        with open(partial, "w", encoding="utf-8") as out:
+            archive.export(out, docs, fmt=fmt, layer=layer, history=with_history)
+        os.replace(partial, output)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 @cli.command("import")
