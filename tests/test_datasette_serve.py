@@ -108,3 +108,54 @@ def test_commands_have_help_with_examples():
         assert result.exit_code == 0
         assert "Example:" in result.output and f"stet {command}" in result.output
     assert "--metadata" in runner.invoke(cli, ["serve", "--help"]).output
+
+
+def test_stet_serve_runs(tmp_path):
+    """The real command: builds the snapshot beside the archive and serves it read-only."""
+    import os
+    import pathlib
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from stet import Archive
+
+    doc = tmp_path / "a.txt"
+    doc.write_text("Everyone has the right to life.\n", encoding="utf-8")
+    secret = tmp_path / "s.txt"
+    secret.write_text("Quorrin Vantablack was there.\n", encoding="utf-8")
+    with Archive(tmp_path / "archive.db") as archive:
+        archive.ingest([doc], by="ana")
+        archive.ingest([secret], by="ana", restricted=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stet = pathlib.Path(sys.executable).with_name("stet")
+    server = subprocess.Popen([str(stet), "serve", "--db", "archive.db", "--port", str(port)],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "STET_SERVE_CACHE_MB": "8"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # waiting for start-up, not timing anything
+            try:
+                if httpx.get(base + "/-/versions.json", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+            time.sleep(0.1)
+        index = httpx.get(base + "/")
+        assert "stet archive" in index.text  # the packaged metadata: no ./metadata.yml here
+        page = httpx.get(base + "/-/documents/1")
+        assert page.status_code == 200 and "Everyone has the right to life." in page.text
+        assert httpx.get(base + "/-/documents/2").status_code == 404
+        rows = httpx.get(base + "/archive.json?_shape=array&sql=select+count(*)+as+n+from+documents")
+        assert rows.json() == [{"n": 1}]
+        assert httpx.get(base + "/archive.json?sql=delete+from+documents").status_code == 400
+        assert b"Quorrin" not in httpx.get(base + "/archive.db").content
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert (tmp_path / "archive.db-public").exists()
