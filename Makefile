@@ -21,6 +21,7 @@ $(BIN)/.installed: pyproject.toml
 archive.db: $(BIN)/.installed $(shell find ingest annotations -type f 2>/dev/null)
 	$(BIN)/stet ingest -s --db $@ ingest/press --source "$(PRESS_SOURCE)"
 	$(BIN)/stet ingest -s --db $@ ingest/udhr --source "$(UDHR_SOURCE)"
+	$(BIN)/stet import --db $@ annotations/
 	$(BIN)/stet verify --db $@
 	touch $@
 

@@ -87,7 +87,8 @@ def reanchor(text: str, start: int | None, end: int | None, exact: str | None,
     """Anchor an imported selector: by position when the quote is there, else by quote.
 
     A position whose text is not ``exact`` falls back to finding ``exact`` with its
-    prefix/suffix (the text may have been extracted differently); that must match once.
+    prefix/suffix (the text may have been extracted differently), then ``exact`` alone;
+    that must match exactly once.
     """
     if start is not None and end is not None:
         check_span(text, start, end)
@@ -101,6 +102,11 @@ def reanchor(text: str, start: int | None, end: int | None, exact: str | None,
     try:
         return find_quote(text, exact, prefix, suffix)
     except (NotFound, Ambiguous) as exc:
+        if isinstance(exc, NotFound) and (prefix or suffix):
+            # the context may differ in a re-extracted text: the quote alone, if it is unique
+            alone = find_all(text, exact)
+            if len(alone) == 1:
+                return anchor(text, alone[0], alone[0] + len(exact))
         where = f"the text at {start}:{end} is not the quote, and " if start is not None else ""
         raise InvalidInput(f"{where}{exc}") from None
 
