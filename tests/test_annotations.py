@@ -308,7 +308,7 @@ def test_verify_names_a_span_written_behind_stets_back(archive, docs):
     columns = ('annotation, revision, uuid, document, layer, motivation, creator, author, '
                'created, modified, modified_us, status, start, "end", exact')
     row = list(archive.conn.execute(f"SELECT {columns} FROM annotation_revisions").fetchone())
-    row[1], row[-1] = 2, "not the text"
+    row[1], row[-1] = 2, "xyz"  # as long as the span (a CHECK refuses any other length)
     archive.conn.execute(f"INSERT INTO annotation_revisions ({columns}) VALUES "
                          f"({', '.join('?' * 15)})", row)
     assert archive.verify() == [
