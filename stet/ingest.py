@@ -49,10 +49,14 @@ BATCH_BYTES = 64 * CHUNK_SIZE
 #: A worker's task: at most this many files and bytes (a larger file is a task of its own).
 TASK_FILES = 64
 TASK_BYTES = 4 * CHUNK_SIZE
-#: The process pool is used only when there is this much work (it costs a few milliseconds
-#: to start); ``$STET_WORKERS`` sets the number of workers (1: no pool).
-POOL_MIN_FILES = 100
-POOL_MIN_BYTES = 32 * CHUNK_SIZE
+#: The process pool is used only when it pays: when there are at least this many files of
+#: the formats whose extraction costs more than storing them (PDF, DOCX, HTML, email; guessed
+#: from the name, for this decision only). Plain text and binary files are bound by the
+#: single writer (SQLite and the event chain), which workers cannot share; shipping their
+#: results between processes costs about what preparing them does (benchmarks/README.md).
+#: ``$STET_WORKERS`` sets the number of worker processes (0: none).
+POOL_MIN_FILES = 16
+HEAVY_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".xhtml", ".eml")
 
 
 @dataclass
@@ -153,6 +157,9 @@ class Prepared:
     #: Set when a worker dropped a verbatim text (the bytes are the text) before sending the
     #: item back: the writer stores the bytes and needs only the length.
     text_length: int | None = None
+    #: Set when a worker did not send a small file's bytes back: the main process reads them
+    #: again (from the page cache) and checks their hash, cheaper than shipping them.
+    reread: bool = False
 
 
 def prepare(path: str) -> Prepared:
@@ -180,8 +187,11 @@ def prepare(path: str) -> Prepared:
 
 
 def prepare_many(paths: list[str]) -> list[Prepared]:
-    """:func:`prepare` for a worker's task (one round trip for many small files). A verbatim
-    text is not sent back beside its bytes: pickling the text costs more than extracting it."""
+    """:func:`prepare` for a worker's task (one round trip for many small files).
+
+    Neither a file's bytes nor a verbatim text (one whose UTF-8 is the bytes) travel back to
+    the main process: pickling and piping them costs more than the main process reading the
+    file again from the page cache (see :func:`reread`). Attachments keep their bytes."""
     items = [prepare(path) for path in paths]
     pending = list(items)
     while pending:
@@ -190,7 +200,26 @@ def prepare_many(paths: list[str]) -> list[Prepared]:
         if item.data is not None and item.extraction is not None and item.extraction.verbatim:
             item.text_length = len(item.extraction.text)
             item.extraction.text = ""
+    for item in items:
+        if item.data is not None:
+            item.data = None
+            item.reread = True
     return items
+
+
+def reread(item: Prepared) -> Prepared:
+    """Read a small file's bytes again in the main process; refuse it if they changed."""
+    try:
+        with open(item.path, "rb") as stream:
+            data = stream.read(SMALL_FILE + 1)
+    except OSError as exc:
+        item.error = f"{item.path}: {_reason(exc)}"
+        return item
+    if len(data) != item.size or sha256_bytes(data) != item.sha256:
+        item.error = f"{item.path}: file changed while it was being ingested"
+        return item
+    item.data, item.reread = data, False
+    return item
 
 
 def prepare_bytes(data: bytes, filename: str, path: str) -> Prepared:
@@ -488,15 +517,17 @@ def _size(entry: Entry) -> int:
 
 
 def _workers(entries: list[Entry], sizes: list[int]) -> int:
-    """How many worker processes pay: none (0) for a little work, else one per CPU but one."""
+    """How many worker processes pay: none (0) unless there are enough files whose extraction
+    is costly, then one per CPU (the main process mostly waits for them)."""
     configured = os.environ.get("STET_WORKERS", "").strip()
     if configured.isdigit():
         return int(configured)
-    files = sum(1 for entry in entries if not entry.error)
-    if files < 2 or (files < POOL_MIN_FILES and sum(sizes) < POOL_MIN_BYTES):
+    heavy = sum(1 for entry in entries
+                if not entry.error and entry.path.lower().endswith(HEAVY_SUFFIXES))
+    if heavy < POOL_MIN_FILES:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min((cpus or 1) - 1, 8)  # the main process has a CPU too: it writes
+    return min(cpus or 1, 8) if (cpus or 1) > 1 else 0
 
 
 def _tasks(entries: list[Entry], sizes: list[int]) -> Iterator[list[int]]:
@@ -544,6 +575,7 @@ def _prepared(entries: list[Entry], sizes: list[int],
             submit()
             for index in task:
                 entry = entries[index]
-                yield entry, (None if entry.error else next(items))
+                item = None if entry.error else next(items)
+                yield entry, (reread(item) if item is not None and item.reread else item)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

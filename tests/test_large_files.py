@@ -158,12 +158,14 @@ def test_pool_only_when_it_pays(tmp_path, monkeypatch):
     from stet.ingest import Entry, _workers
 
     monkeypatch.delenv("STET_WORKERS", raising=False)
-    few = [Entry(str(i)) for i in range(10)]
-    assert _workers(few, [1000] * 10) == 0  # in-process: a pool would not pay
-    assert _workers(few[:1], [10**9]) == 0
-    many = [Entry(str(i)) for i in range(500)]
-    assert _workers(many, [1000] * 500) == min(len(os.sched_getaffinity(0)) - 1, 8)
-    assert _workers(few, [50 * 1024 * 1024] * 10) == min(len(os.sched_getaffinity(0)) - 1, 8)
+    cpus = len(os.sched_getaffinity(0))
+    texts = [Entry(f"{i}.txt") for i in range(5000)]
+    assert _workers(texts, [1000] * 5000) == 0  # writer-bound: in-process
+    pdfs = [Entry(f"{i}.PDF") for i in range(20)] + [Entry("x.docx", error="gone")]
+    assert _workers(pdfs, [10**6] * 21) == (min(cpus, 8) if cpus > 1 else 0)
+    assert _workers(pdfs[:3], [10**6] * 3) == 0
+    monkeypatch.setenv("STET_WORKERS", "3")
+    assert _workers(texts, [1000] * 5000) == 3
 
 
 def test_progress_bar_shows_files_bytes_and_rate_on_a_terminal(tmp_path, monkeypatch, run):
