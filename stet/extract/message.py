@@ -31,8 +31,9 @@ NAME = "stet.email"
 VERSION = "1"
 HEADERS = ("From", "To", "Cc", "Date", "Subject")
 
-_FIELD = re.compile(r"[!-9;-~]+:")
-_START = re.compile(rb"(?:\xef\xbb\xbf)?(?:From |[!-9;-~]+:)")  # RFC 5322 field name: printable ASCII except ':'
+_FIELD = re.compile(r"[!-9;-~]+:")  # RFC 5322 field name: printable ASCII except ':'
+#: How a message can start (a BOM, an mbox "From " line or a field): a cheap first test.
+_START = re.compile(rb"(?:\xef\xbb\xbf)?(?:From |[!-9;-~]+:)")
 _KNOWN = {"from", "to", "cc", "date", "subject", "message-id", "mime-version", "received",
           "return-path", "reply-to", "sender", "content-type", "delivered-to", "x-mailer"}
 
