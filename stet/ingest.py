@@ -160,6 +160,8 @@ class Prepared:
     #: Set when a worker did not send a small file's bytes back: the main process reads them
     #: again (from the page cache) and checks their hash, cheaper than shipping them.
     reread: bool = False
+    #: The text's SHA-256, computed right after preparing (see :func:`hash_texts`).
+    text_sha256: str | None = None
 
 
 def prepare(path: str) -> Prepared:
@@ -192,7 +194,7 @@ def prepare_many(paths: list[str]) -> list[Prepared]:
     Neither a file's bytes nor a verbatim text (one whose UTF-8 is the bytes) travel back to
     the main process: pickling and piping them costs more than the main process reading the
     file again from the page cache (see :func:`reread`). Attachments keep their bytes."""
-    items = [prepare(path) for path in paths]
+    items = [hash_texts(prepare(path)) for path in paths]
     pending = list(items)
     while pending:
         item = pending.pop()
@@ -205,6 +207,20 @@ def prepare_many(paths: list[str]) -> list[Prepared]:
             item.data = None
             item.reread = True
     return items
+
+
+def hash_texts(item: Prepared) -> Prepared:
+    """Hash the texts of an item and its parts where it was prepared (in a worker, when there
+    are workers), not in the one writer. A verbatim text held with its bytes needs no hash:
+    it is the bytes' hash."""
+    pending = [item]
+    while pending:
+        current = pending.pop()
+        pending.extend(current.parts)
+        ext = current.extraction
+        if ext is not None and ext.text and not (ext.verbatim and current.data is not None):
+            current.text_sha256 = sha256_text(ext.text)
+    return item
 
 
 def reread(item: Prepared) -> Prepared:
@@ -356,7 +372,7 @@ class Writer:
                 else:
                     self._stream_blob(item)
                 if not (item.data is not None and ext.verbatim):
-                    text_sha = sha256_text(ext.text)
+                    text_sha = item.text_sha256 or sha256_text(ext.text)
                 title = (opts.title if parent is None else None) or ext.title or item.filename
                 documents.append((doc_id, item.sha256, title, item.filename, item.media_type,
                                   item.size, opts.source, int(opts.restricted), opts.by, time,
@@ -551,7 +567,7 @@ def _prepared(entries: list[Entry], sizes: list[int],
     workers = _workers(entries, sizes) if workers is None else workers
     if workers < 1:
         for entry in entries:
-            yield entry, (None if entry.error else prepare(entry.path))
+            yield entry, (None if entry.error else hash_texts(prepare(entry.path)))
         return
     methods = multiprocessing.get_all_start_methods()
     # fork: the workers need nothing re-imported; they never touch the parent's database.
