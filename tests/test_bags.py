@@ -218,3 +218,19 @@ def test_conformance_invalid_bags_are_refused(shared, run, tmp_path):
         assert out.stderr.startswith(f"Error: invalid bag {bag}: "), (bag, out.stderr)
         assert out.stderr.count("\n") == 1, bag
         assert count(db, "events") == 0, bag
+
+
+def test_a_bag_with_a_link_out_of_it_is_refused(run, tmp_path, db_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the bag")
+    bag_dir = tmp_path / "linked"
+    bag_dir.mkdir()
+    (bag_dir / "inside.txt").write_text("inside")
+    os.symlink(secret, bag_dir / "escape.txt")
+    with pytest.raises(bagit.BagError):  # written, then refused when bagit reads it back
+        bagit.make_bag(str(bag_dir), checksums=["sha256"])
+    out = run("ingest", bag_dir)
+    assert out.exit_code == 1
+    assert out.stderr == (f'Error: invalid bag {bag_dir}: Path "data/escape.txt" in manifest '
+                          '"manifest-sha256.txt" is unsafe\n')
+    assert count(db_path, "events") == 0
