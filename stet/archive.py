@@ -53,11 +53,12 @@ def default_user() -> str:
 class Archive:
     """An archive file: SQLite in WAL mode, migrated on open."""
 
-    def __init__(self, path: str | os.PathLike = "archive.db", *, create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike = "archive.db", *, create: bool = True,
+                 readonly: bool = False) -> None:
         self.path = Path(path)
-        if not create and not self.path.exists():
+        if (readonly or not create) and not self.path.exists():
             raise NotFound(f"no archive at {self.path}")
-        self.db = store.connect(str(self.path), create=True)
+        self.db = store.connect(str(self.path), create=True, readonly=readonly)
         self.conn = self.db.conn
 
     def close(self) -> None:

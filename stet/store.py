@@ -11,10 +11,14 @@ edited once released, a change is a new migration.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import urllib.parse
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+
+from .errors import StetError
 
 GENESIS_HASH = "0" * 64
 
@@ -279,8 +283,28 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
     )
 
 
-def connect(path: str, *, create: bool = True) -> sqlite_utils.Database:
-    """Open an archive: WAL, foreign keys, a busy timeout, migrations applied."""
+def connect(path: str, *, create: bool = True, readonly: bool = False) -> sqlite_utils.Database:
+    """Open an archive: WAL, foreign keys, a busy timeout, migrations applied.
+
+    ``readonly`` opens the file as it is (SQLite's ``mode=ro``): no migration, no change of
+    journal mode, not a byte written, so reading and verifying a published snapshot leaves
+    its SHA-256 unchanged."""
+    if readonly:
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        db = sqlite_utils.Database(conn)
+        try:
+            pending = migrations.pending(db)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StetError(f"{path} is not a stet archive ({exc})") from None
+        if pending:
+            conn.close()
+            raise StetError(f"{path} is not a stet archive, or one that needs migrating "
+                            "(a write command migrates it)")
+        return db
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 30000")
     # 16 KiB pages (for a new file only): raw bytes and texts are large values, and larger

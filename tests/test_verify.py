@@ -102,3 +102,26 @@ def test_every_problem_reported_at_once(run, filled):
     assert result.exit_code == 1
     assert len(result.stdout.splitlines()) == 3  # text hash, text length, event 3
     assert result.stderr == "3 problems found\n"
+
+
+def test_reading_commands_write_nothing(run, filled, tmp_path):
+    """verify, documents, show, text and log open the file read-only: a published snapshot
+    (not in WAL mode) keeps its SHA-256 however often it is checked."""
+    import hashlib
+    out = tmp_path / "public.db"
+    assert run("publish", out).exit_code == 0
+    before = hashlib.sha256(out.read_bytes()).hexdigest()
+    for command in (["verify"], ["documents"], ["show", "1"], ["text", "1"], ["log"]):
+        result = run(*command, db=str(out))
+        assert result.exit_code == 0, (command, result.stderr)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("public")) == ["public.db"]
+
+
+def test_verify_refuses_a_file_that_is_not_an_archive(run, tmp_path):
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)")
+    result = run("verify", db=str(other))
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {other} is not a stet archive, or one that needs migrating "
+                             "(a write command migrates it)\n")

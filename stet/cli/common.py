@@ -65,11 +65,12 @@ def errors(fn):
     return wrapper
 
 
-def open_archive(db_path: str, *, create: bool = False) -> Archive:
-    """Open the archive; reading commands refuse a file that does not exist yet."""
+def open_archive(db_path: str, *, create: bool = False, readonly: bool = False) -> Archive:
+    """Open the archive; reading commands refuse a file that does not exist yet, and with
+    ``readonly`` write nothing at all to it (not even a change of journal mode)."""
     if not create and not os.path.exists(db_path):
         raise click.ClickException(f"no archive at {db_path} (ingest something first, or give --db)")
-    return Archive(db_path)
+    return Archive(db_path, readonly=readonly)
 
 
 def user(by: str | None) -> str:

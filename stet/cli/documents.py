@@ -93,7 +93,7 @@ def documents(as_json, db_path):
     Example:
         stet documents --json
     """
-    docs = open_archive(db_path).documents()
+    docs = open_archive(db_path, readonly=True).documents()
     if as_json:
         echo_json(docs)
         return
@@ -118,7 +118,7 @@ def show(doc, as_json, db_path):
         stet show 3
         stet show sha256:1f2e3d4c --json
     """
-    record = open_archive(db_path).document(doc)
+    record = open_archive(db_path, readonly=True).document(doc)
     if as_json:
         echo_json(record)
         return
@@ -138,7 +138,7 @@ def text(doc, db_path):
     Example:
         stet text 3 > udhr.txt
     """
-    value = open_archive(db_path).text(doc)
+    value = open_archive(db_path, readonly=True).text(doc)
     sys.stdout.buffer.write(value.encode("utf-8", "surrogatepass"))
     sys.stdout.flush()
 
@@ -155,7 +155,7 @@ def log(doc, as_json, db_path):
     Example:
         stet log --json
     """
-    events = open_archive(db_path).log(doc)
+    events = open_archive(db_path, readonly=True).log(doc)
     if as_json:
         echo_json(events)
         return
@@ -178,7 +178,7 @@ def verify(as_json, db_path):
     Example:
         stet verify
     """
-    archive = open_archive(db_path)
+    archive = open_archive(db_path, readonly=True)
     problems = archive.verify()
     counts = archive.counts()
     if as_json:
