@@ -9,7 +9,7 @@ export STET_USER ?= stet-demo
 PRESS_SOURCE := National Council of Resistance of Iran, press release, August 2014
 UDHR_SOURCE := https://www.unicode.org/udhr/ (UDHR in Unicode; github.com/unicode-corpus/udhr-in-unicode at f4613da)
 
-.PHONY: demo test serve clean chromium
+.PHONY: demo test clean chromium
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +17,17 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Rebuilt only when a sample changes; ingesting again duplicates nothing.
-archive.db: $(BIN)/.installed $(shell find ingest annotations -type f 2>/dev/null)
-	$(BIN)/stet ingest -s --db $@ ingest/press --source "$(PRESS_SOURCE)"
-	$(BIN)/stet ingest -s --db $@ ingest/udhr --source "$(UDHR_SOURCE)"
-	$(BIN)/stet import --db $@ annotations/
-	$(BIN)/stet verify --db $@
+# archive.db is (re)built when a sample changes: ingesting again duplicates nothing and
+# importing again adds nothing. The stamp is touched only when every step succeeded, so a
+# failed build is resumed by the next `make demo`.
+archive.db.built: $(BIN)/.installed $(shell find ingest annotations -type f 2>/dev/null)
+	$(BIN)/stet ingest -s --db archive.db ingest/press --source "$(PRESS_SOURCE)"
+	$(BIN)/stet ingest -s --db archive.db ingest/udhr --source "$(UDHR_SOURCE)"
+	$(BIN)/stet import --db archive.db annotations/
+	$(BIN)/stet verify --db archive.db
 	touch $@
 
-demo: archive.db
+demo: archive.db.built
 	$(BIN)/stet serve --db archive.db --port $(PORT)
 
 test: $(BIN)/.installed chromium
@@ -42,4 +44,4 @@ chromium:
 	  else echo "chromium is missing (install Debian's chromium as root): the browser test will skip"; fi; }
 
 clean:
-	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm archive.db-public
+	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm archive.db-public archive.db.built
