@@ -44,6 +44,7 @@ W3C_MOTIVATIONS = frozenset((
     "highlighting", "identifying", "linking", "moderating", "questioning", "replying", "tagging",
 ))
 FORMATS = ("w3c", "jsonl", "brat")
+GENERATOR = {"type": "Software", "name": "stet", "schema:softwareVersion": __version__}
 _CANONICAL_UUID_IRI = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _EPOCH = datetime(1970, 1, 1)
@@ -144,8 +145,7 @@ def to_w3c(row: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
         "creator": {"type": "Person", "name": row["creator"]},
         "created": row["created"],
         "modified": row["modified"],
-        "generator": {"type": "Software", "name": "stet", "schema:softwareVersion": __version__,
-                      "homepage": "https://pypi.org/project/stet/"},
+        "generator": GENERATOR,
     }
     if body:
         annotation["body"] = body if len(body) > 1 else body[0]
@@ -185,7 +185,7 @@ def export(conn, out: TextIO, *, fmt: str = "w3c", documents: list[int] | None =
         "@context": CONTEXT, "id": iri(str(uuid_module.uuid4())), "type": "AnnotationCollection",
         "label": "stet export" + (" (every revision)" if history else ""),
         "generated": timeutil.iso(timeutil.now()),
-        "generator": {"type": "Software", "name": "stet", "schema:softwareVersion": __version__},
+        "generator": GENERATOR,
     }
     out.write(_dumps(header)[:-1] + ',"first":{"type":"AnnotationPage","startIndex":0,"items":[')
     for row in selected:
