@@ -2,8 +2,8 @@
 
 ``annotation_revisions`` is the source of truth and only ever grows: revision 1 creates an
 annotation, each edit appends the next revision, a retraction appends a tombstone (status
-``retracted``). ``annotations`` is the current state, one row per annotation, maintained by a
-trigger on every insert. The state at a past instant is the latest revision of each
+``retracted``). ``annotations`` is the current state, one row per annotation, maintained by
+triggers on every insert. The state at a past instant is the latest revision of each
 annotation whose ``modified_us`` is at or before it.
 
 Every function that writes takes the :class:`~stet.provenance.Chain` of the caller's write
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import re
-
-import orjson
 import uuid as uuid_module
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+import orjson
 
 from . import anchoring, timeutil
 from .errors import InvalidInput, NotFound, StetError
@@ -32,7 +32,6 @@ MOTIVATIONS = (
     "highlighting", "identifying", "linking", "moderating", "questioning", "replying",
     "tagging", "correcting",
 )
-
 _MOTIVATIONS = frozenset(MOTIVATIONS)
 
 #: Columns of a revision row, in insert order.
@@ -106,14 +105,14 @@ def layers(conn) -> list[dict[str, Any]]:
 
 
 def add_layer(conn, chain: Chain, name: str, *, by: str, description: str | None = None,
-              colour: str | None = None, time: str | None = None) -> dict[str, Any]:
+              colour: str | None = None) -> dict[str, Any]:
     """Create a layer (an event); an existing name is an error."""
     name = check_layer_name(name)
     if colour is not None and not _COLOUR.fullmatch(colour):
         raise InvalidInput(f"colour {colour!r}: give #rgb, #rrggbb or a CSS colour name")
     if conn.execute("SELECT 1 FROM layers WHERE name = ?", (name,)).fetchone():
         raise InvalidInput(f"layer {name!r} already exists")
-    time = time or timeutil.iso(timeutil.now())
+    time = timeutil.iso(timeutil.now())
     cursor = conn.execute(
         "INSERT INTO layers (name, description, colour, created_by, created) VALUES (?, ?, ?, ?, ?)",
         (name, description, colour, by, time),
