@@ -231,8 +231,8 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
         CREATE TABLE annotations (
             id INTEGER PRIMARY KEY,
             uuid TEXT NOT NULL UNIQUE,
-            document INTEGER NOT NULL,
-            layer INTEGER NOT NULL,
+            document INTEGER NOT NULL REFERENCES documents(id),
+            layer INTEGER NOT NULL REFERENCES layers(id),
             reply_to INTEGER,
             start INTEGER,
             "end" INTEGER,
