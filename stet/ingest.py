@@ -77,8 +77,11 @@ def walk(paths: Iterable[str | os.PathLike], *, exclude: frozenset[str] = frozen
     ``Entry`` with an ``error`` naming the path, and the walk goes on. Files whose real path
     is in ``exclude`` (the archive's own files) are passed over.
     """
+    names = {os.path.basename(path) for path in exclude}
     for entry in _walk(paths):
-        if entry.error or os.path.realpath(entry.path) not in exclude:
+        # realpath costs a system call per folder of the path: only for a name that matches
+        if (entry.error or os.path.basename(entry.path) not in names
+                or os.path.realpath(entry.path) not in exclude):
             yield entry
 
 
