@@ -20,7 +20,7 @@ from .. import __version__
 
 #: Files larger than this are archived with an empty text and a warning: extraction
 #: holds the whole file and its text in memory, so it is bounded.
-EXTRACT_LIMIT = 64 * 1024 * 1024
+EXTRACT_LIMIT = 32 * 1024 * 1024
 
 
 @dataclass
