@@ -135,10 +135,10 @@ def m001_core(db: sqlite_utils.Database) -> None:
             WHERE NEW.prev_hash IS NOT coalesce(
                 (SELECT hash FROM events ORDER BY seq DESC LIMIT 1), '{GENESIS_HASH}');
         END;
-        CREATE TRIGGER texts_length BEFORE INSERT ON texts
+        -- texts.length (code points) is computed by stet and checked by stet verify: SQLite's
+        -- length() over every text cost about a tenth of an ingest (benchmarks/README.md).
+        CREATE TRIGGER texts_verbatim BEFORE INSERT ON texts
         BEGIN
-            SELECT RAISE(ABORT, 'texts: length must be the number of code points')
-            WHERE NEW.length IS NOT length(NEW.text);
             SELECT RAISE(ABORT, 'texts: raw bytes stored as text must be the text')
             WHERE EXISTS (SELECT 1 FROM blobs b JOIN documents d ON d.sha256 = b.sha256
                           WHERE d.id = NEW.document AND b.storage = 'text'
@@ -147,6 +147,37 @@ def m001_core(db: sqlite_utils.Database) -> None:
         {''.join(_append_only(t) for t in ("blobs", "blob_chunks", "documents", "texts", "events"))}
         """
     )
+
+
+#: The triggers that keep ``annotations`` (the current state) up to date on every insert into
+#: ``annotation_revisions``. A bulk import (``stet.annotations.Importer``) drops them inside
+#: its write transaction, writes the current state of what it added in two set-based
+#: statements, and creates them again from this same text before it commits.
+CURRENT_STATE_TRIGGER_NAMES = ("annotation_revisions_create", "annotation_revisions_current")
+CURRENT_STATE_TRIGGERS = """CREATE TRIGGER annotation_revisions_create AFTER INSERT ON annotation_revisions
+        WHEN NEW.revision = 1
+        BEGIN
+            INSERT INTO annotations (
+                id, uuid, document, layer, reply_to, start, "end", exact, prefix, suffix,
+                body, motivation, tags, creator, author, created, modified, modified_us,
+                revision, status, reason)
+            VALUES (
+                NEW.annotation, NEW.uuid, NEW.document, NEW.layer, NEW.reply_to, NEW.start,
+                NEW."end", NEW.exact, NEW.prefix, NEW.suffix, NEW.body, NEW.motivation,
+                NEW.tags, NEW.creator, NEW.author, NEW.created, NEW.modified, NEW.modified_us,
+                NEW.revision, NEW.status, NEW.reason);
+        END;
+        CREATE TRIGGER annotation_revisions_current AFTER INSERT ON annotation_revisions
+        WHEN NEW.revision > 1
+        BEGIN
+            UPDATE annotations SET start = NEW.start, "end" = NEW."end", exact = NEW.exact,
+                prefix = NEW.prefix, suffix = NEW.suffix, body = NEW.body,
+                motivation = NEW.motivation, tags = NEW.tags, author = NEW.author,
+                modified = NEW.modified, modified_us = NEW.modified_us,
+                revision = NEW.revision, status = NEW.status, reason = NEW.reason
+            WHERE id = NEW.annotation;
+        END;
+"""
 
 
 @migrations()
@@ -255,29 +286,7 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
         CREATE INDEX annotations_span ON annotations(document, start, "end");
         CREATE INDEX annotations_layer ON annotations(layer);
         CREATE INDEX annotations_creator ON annotations(creator);
-        CREATE TRIGGER annotation_revisions_create AFTER INSERT ON annotation_revisions
-        WHEN NEW.revision = 1
-        BEGIN
-            INSERT INTO annotations (
-                id, uuid, document, layer, reply_to, start, "end", exact, prefix, suffix,
-                body, motivation, tags, creator, author, created, modified, modified_us,
-                revision, status, reason)
-            VALUES (
-                NEW.annotation, NEW.uuid, NEW.document, NEW.layer, NEW.reply_to, NEW.start,
-                NEW."end", NEW.exact, NEW.prefix, NEW.suffix, NEW.body, NEW.motivation,
-                NEW.tags, NEW.creator, NEW.author, NEW.created, NEW.modified, NEW.modified_us,
-                NEW.revision, NEW.status, NEW.reason);
-        END;
-        CREATE TRIGGER annotation_revisions_current AFTER INSERT ON annotation_revisions
-        WHEN NEW.revision > 1
-        BEGIN
-            UPDATE annotations SET start = NEW.start, "end" = NEW."end", exact = NEW.exact,
-                prefix = NEW.prefix, suffix = NEW.suffix, body = NEW.body,
-                motivation = NEW.motivation, tags = NEW.tags, author = NEW.author,
-                modified = NEW.modified, modified_us = NEW.modified_us,
-                revision = NEW.revision, status = NEW.status, reason = NEW.reason
-            WHERE id = NEW.annotation;
-        END;
+        {CURRENT_STATE_TRIGGERS}
         {''.join(_append_only(t) for t in ("layers", "annotation_revisions"))}
         """
     )

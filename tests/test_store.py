@@ -82,11 +82,19 @@ def test_revision_span_and_sequence_enforced_by_the_database(filled):
         conn.execute(sql, empty)
 
 
-def test_text_length_checked(filled):
+def test_verbatim_text_must_be_the_raw_bytes(filled):
+    """a.txt's bytes are kept as its text: another text for it is refused (and any text for
+    a document that has one already)."""
     conn = sqlite3.connect(filled)
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO texts (document, sha256, length, text, extractor, extractor_version) "
-                     "VALUES (99, ?, 3, 'abcd', 'x', '1')", ("0" * 64,))
+    sql = ("INSERT INTO texts (document, sha256, length, text, extractor, extractor_version) "
+           "VALUES (?, ?, 4, 'abcd', 'x', '1')")
+    with pytest.raises(sqlite3.IntegrityError, match="texts is append-only: that row exists already"):
+        conn.execute(sql, (1, "0" * 64))
+    conn.execute("INSERT INTO blobs (sha256, size, storage, chunk_count) VALUES (?, 4, 'text', 0)", ("a" * 64,))
+    conn.execute("INSERT INTO documents (id, sha256, filename, media_type, size, ingested_by, ingested_at) "
+                 "VALUES (99, ?, 'n.txt', 'text/plain', 4, 'x', '2026-01-01T00:00:00.000000Z')", ("a" * 64,))
+    with pytest.raises(sqlite3.IntegrityError, match="raw bytes stored as text must be the text"):
+        conn.execute(sql, (99, "b" * 64))
 
 
 def test_pragmas_and_migrations(filled):

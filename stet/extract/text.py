@@ -62,6 +62,8 @@ def looks_like_text(head: bytes) -> bool:
         return True
     if b"\x00" in head:
         return False
+    if head.isascii():
+        return True
     try:
         head.decode("utf-8")
         return True
