@@ -343,7 +343,7 @@ class Writer:
             time = timeutil.iso(timeutil.now())
             ext = item.extraction
             details = {
-                "path": os.path.abspath(item.path) if "#" not in item.path else item.path,
+                "path": printable(os.path.abspath(item.path) if "#" not in item.path else item.path),
                 "sha256": item.sha256,
                 "size": item.size,
                 "media_type": item.media_type,
@@ -376,8 +376,9 @@ class Writer:
                     self._stream_blob(item)
                 if not (item.data is not None and ext.verbatim):
                     text_sha = item.text_sha256 or sha256_text(ext.text)
-                title = (opts.title if parent is None else None) or ext.title or item.filename
-                documents.append((doc_id, item.sha256, title, item.filename, item.media_type,
+                filename = printable(item.filename)
+                title = (opts.title if parent is None else None) or ext.title or filename
+                documents.append((doc_id, item.sha256, title, filename, item.media_type,
                                   item.size, opts.source, int(opts.restricted), opts.by, time,
                                   parent, opts.supersedes if parent is None else None))
                 # A verbatim text goes in as its raw bytes, CAST to TEXT: SQLite stores UTF-8
@@ -458,10 +459,22 @@ class FileChanged(StetError):
     pass
 
 
+def printable(text: str) -> str:
+    """Text that can be stored and printed. A file name that is not UTF-8 comes from the
+    file system with its bytes kept as lone surrogates, which SQLite and a UTF-8 terminal
+    refuse: those bytes are shown as ``\\xNN`` escapes instead (``caf\\xe9.txt``). The file
+    itself is still read through its real name."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _result(item: Prepared, doc_id: int | None, status: str, *, error: str | None = None,
             warning: str | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
-        "path": item.path,
+        "path": printable(item.path),
         "id": doc_id,
         "sha256": item.sha256 or None,
         "size": item.size if item.sha256 else None,
@@ -469,7 +482,7 @@ def _result(item: Prepared, doc_id: int | None, status: str, *, error: str | Non
         "status": status,
     }
     if error:
-        result["error"] = error
+        result["error"] = printable(error)
     if warning:
         result["warning"] = warning
     return result

@@ -256,3 +256,20 @@ def test_large_file_is_streamed_in_chunks(tmp_path, archive):
     assert archive.verify() == []
     (again,) = archive.ingest([big], by="t")
     assert again["status"] == "duplicate"
+
+
+def test_file_name_that_is_not_utf8(run, tmp_path, archive):
+    """A name from another system (Latin-1 bytes): the file goes in, its name is shown with
+    \\xNN escapes, and the path in --json and in the event is text."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9 \xff.txt")
+    (folder / name).write_bytes(b"cafe")
+    (folder / "plain.txt").write_bytes(b"plain")
+    result = run("ingest", folder, "--json")
+    assert result.exit_code == 0, result.stderr
+    recs = lines(result.stdout)
+    assert [r["path"] for r in recs] == [f"{folder}/caf\\xe9 \\xff.txt", f"{folder}/plain.txt"]
+    assert archive.document(recs[0]["id"])["filename"] == "caf\\xe9 \\xff.txt"
+    assert archive.log()[0]["details"]["path"] == f"{folder}/caf\\xe9 \\xff.txt"
+    assert archive.verify() == []
