@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+
+import orjson
 from typing import BinaryIO, Iterator
 
 #: Raw bytes are read, hashed and stored in blocks of this size.
@@ -34,8 +36,15 @@ def chunks(stream: BinaryIO, size: int = CHUNK_SIZE) -> Iterator[bytes]:
 
 
 def canonical_json(value) -> str:
-    """One text for one value: sorted keys, no spaces, UTF-8 kept (not escaped)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """One text for one value: sorted keys, no spaces, UTF-8 kept (not escaped).
+
+    Made with orjson (it runs for every event of every write); a value orjson refuses (an
+    integer beyond 64 bits) falls back to the standard library, whose output is the same for
+    everything but floats (tests/test_store.py compares them)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def sha256_json(value) -> str:

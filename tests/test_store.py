@@ -1,10 +1,14 @@
 """The database itself refuses to rewrite history, whoever asks."""
 
+import json
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stet import Archive
+from stet.hashing import canonical_json
 from stet.store import APPEND_ONLY, GENESIS_HASH
 
 
@@ -113,3 +117,15 @@ def test_current_state_follows_revisions(filled):
     conn = sqlite3.connect(filled)
     assert conn.execute('SELECT id, start, "end", body, revision FROM annotations').fetchall() == [
         (1, 0, 7, "a heading", 1)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(st.characters(blacklist_categories=("Cs",))),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=15))
+def test_canonical_json_is_the_standard_librarys(value):
+    """Event hashes are over canonical JSON: orjson's and the standard library's agree on
+    every value events hold (no floats), so either could recompute them."""
+    assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                               ensure_ascii=False)
+    assert canonical_json({"big": 2**70}) == '{"big":1180591620717411303424}'
