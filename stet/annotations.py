@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import uuid as uuid_module
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -25,6 +26,7 @@ from . import anchoring, timeutil
 from .errors import InvalidInput, NotFound, StetError
 from .hashing import sha256_json
 from .provenance import Chain
+from .store import CURRENT_STATE_TRIGGER_NAMES, CURRENT_STATE_TRIGGERS
 
 #: The W3C Web Annotation motivations, and stet's one extension.
 MOTIVATIONS = (
@@ -50,6 +52,16 @@ FIELDS = (
     "id", "uuid", "document", "layer", "reply_to", "start", "end", "exact", "prefix", "suffix",
     "body", "motivation", "tags", "creator", "author", "created", "modified", "revision",
     "status", "reason",
+)
+#: Columns of the current state (``annotations``), and those a later revision changes.
+_CURRENT = (
+    "id", "uuid", "document", "layer", "reply_to", "start", "end", "exact", "prefix", "suffix",
+    "body", "motivation", "tags", "creator", "author", "created", "modified", "modified_us",
+    "revision", "status", "reason",
+)
+_CURRENT_UPDATED = (
+    "start", "end", "exact", "prefix", "suffix", "body", "motivation", "tags", "author",
+    "modified", "modified_us", "revision", "status", "reason",
 )
 _SELECT = (
     'a.{id}, a.uuid, a.document, l.name, a.reply_to, a.start, a."end", a.exact, a.prefix, '
@@ -374,6 +386,26 @@ def query(conn, *, document: int | None = None, layer: str | None = None,
 # -- bulk import ------------------------------------------------------------------------
 
 
+def parsed_batches(items: Iterable[tuple[str, dict[str, Any]]], parse,
+                   size: int) -> Iterable[list[tuple[str, dict[str, Any]]]]:
+    """``parse`` each ``(where, item)``, in lists of ``size``; the first malformed item raises
+    :class:`InvalidInput` naming where it is."""
+    batch: list[tuple[str, dict[str, Any]]] = []
+    for where, item in items:
+        try:
+            batch.append((where, parse(item)))
+        except StetError as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_NO_SPAN = (None,) * 5
+
+
 class Importer:
     """Writes parsed W3C annotations (see :func:`stet.w3c.parse`) into the archive.
 
@@ -388,24 +420,24 @@ class Importer:
     def __init__(self, conn, chain: Chain, *, by: str) -> None:
         self.conn, self.chain, self.by = conn, chain, by
         self.next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM annotations").fetchone()[0]
+        self.first_id = self.next_id  # annotations numbered from here are new in this import
+        self.before: int | None = None  # the last revision row before this import wrote
         self.documents: dict[str, tuple[int, str]] = {}
         self.layers: dict[str, int] = {}
+        self.tags: dict[tuple, str] = {}  # tags as given -> as stored (checked once)
         # uuid -> [id, last revision, document, modified_us, layer, creator, created, reply_to]
         self.known: dict[str, list] = {}
 
     def run(self, items: Iterable[tuple[str, dict[str, Any]]], parse) -> dict[str, int]:
         """Import ``(where, W3C annotation)`` pairs; return counts of what was done."""
+        return self.run_batches(parsed_batches(items, parse, self.BATCH))
+
+    def run_batches(self, batches: Iterable[list[tuple[str, dict[str, Any]]]]) -> dict[str, int]:
+        """Import batches of ``(where, parsed annotation)`` pairs, in order (they may come
+        from a worker process: :func:`stet.w3c.parse_in_worker`)."""
         counts = {"annotations": 0, "revisions": 0, "skipped": 0}
-        batch: list[tuple[str, dict[str, Any]]] = []
-        for where, item in items:
-            try:
-                batch.append((where, parse(item)))
-            except StetError as exc:
-                raise InvalidInput(f"{where}: {exc}") from None
-            if len(batch) >= self.BATCH:
-                self._batch(batch, counts)
-                batch = []
-        self._batch(batch, counts)
+        for batch in batches:
+            self._batch(batch, counts)
         return counts
 
     def _batch(self, batch, counts) -> None:
@@ -422,9 +454,54 @@ class Importer:
             rows.append(row)
             counts["revisions"] += 1
             counts["annotations"] += row[1] == 1
-        self.conn.executemany(INSERT_REVISION, rows)
+        if rows:
+            if self.before is None:
+                self._suspend_current_state()
+            self.conn.executemany(INSERT_REVISION, rows)
+
+    def _suspend_current_state(self) -> None:
+        """Drop the per-row current-state triggers for the rest of this transaction;
+        :meth:`finish` writes the current state set-based and creates them again."""
+        self.before = self.conn.execute(
+            "SELECT coalesce(max(id), 0) FROM annotation_revisions").fetchone()[0]
+        for name in CURRENT_STATE_TRIGGER_NAMES:
+            self.conn.execute(f"DROP TRIGGER {name}")
+
+    def finish(self) -> None:
+        """Bring ``annotations`` up to date with the revisions this import wrote and restore
+        the triggers, in the same transaction. Call once after the last :meth:`run`; if
+        anything failed, the caller rolls back instead (which restores the triggers too)."""
+        if self.before is None:
+            return
+        latest = (
+            "FROM annotation_revisions r WHERE r.id > :before AND r.revision = "
+            "(SELECT max(revision) FROM annotation_revisions WHERE annotation = r.annotation)"
+        )
+        params = {"before": self.before, "first": self.first_id}
+        # New revisions of annotations the archive had: their latest is the current state.
+        self.conn.execute(
+            "UPDATE annotations SET " + ", ".join(f'"{c}" = r."{c}"' for c in _CURRENT_UPDATED)
+            + f" {latest} AND r.annotation = annotations.id AND annotations.id < :first",
+            params,
+        )
+        # Annotations this import created: the latest of their revisions, in id order.
+        self.conn.execute(
+            f"INSERT INTO annotations ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in _CURRENT)}) "
+            f"SELECT {', '.join('r.annotation' if c == 'id' else f'r.{chr(34)}{c}{chr(34)}' for c in _CURRENT)} "
+            f"{latest} AND r.annotation >= :first ORDER BY r.annotation",
+            params,
+        )
+        statement = ""
+        for line in CURRENT_STATE_TRIGGERS.splitlines(keepends=True):
+            statement += line
+            if sqlite3.complete_statement(statement):
+                self.conn.execute(statement)
+                statement = ""
+        self.before = None
 
     def _lookup(self, uuids: set[str]) -> None:
+        if self.first_id == 1:
+            return  # the archive had no annotations: only this import's are known
         missing = [u for u in uuids if u not in self.known]
         for offset in range(0, len(missing), 500):
             part = missing[offset:offset + 500]
@@ -435,7 +512,8 @@ class Importer:
                 self.known[row[0]] = list(row[1:])
 
     def _row(self, p: dict[str, Any]) -> tuple | None:
-        state = self.known.get(p["uuid"])
+        uuid = p["uuid"]
+        state = self.known.get(uuid)
         revision = p["revision"]
         if state is not None and (revision is None or revision <= state[1]):
             return None  # already here: idempotent by IRI
@@ -454,33 +532,44 @@ class Importer:
                 raise InvalidInput(f"replies to urn:uuid:{p['parent']}, which is neither in "
                                    "the archive nor earlier in the file")
             reply_to, document = parent[0], parent[2]
-        anchor = None
+        span = _NO_SPAN
         if p["source"] is not None:
-            doc, text = self._document(p["source"])
+            doc, text = self.documents.get(p["source"]) or self._document(p["source"])
             if document is not None and doc != document:
                 raise InvalidInput("a reply's span must be on its parent's document")
             document = doc
-            anchor = anchoring.reanchor(text, p["start"], p["end"], p["exact"], p["prefix"],
-                                        p["suffix"])
-        layer = self._layer(p["layer"])
+            start, end, exact = p["start"], p["end"], p["exact"]
+            if type(start) is int and type(end) is int and 0 <= start < end <= len(text) \
+                    and exact == text[start:end]:  # the common case: the quote is there
+                span = (start, end, exact, text[max(0, start - anchoring.CONTEXT):start],
+                        text[end:end + anchoring.CONTEXT])
+            else:  # no position, a bad one or another quote: checked and found as it may be
+                span = tuple(anchoring.reanchor(text, start, end, exact, p["prefix"],
+                                                p["suffix"]))
+        layer = self.layers.get(p["layer"]) or self._layer(p["layer"])
         if state is None:
             number = self.next_id
             self.next_id += 1
-            state = self.known[p["uuid"]] = [number, 0, document, p["modified_us"], layer,
-                                              p["creator"], p["created"], reply_to]
+            state = self.known[uuid] = [number, 0, document, p["modified_us"], layer,
+                                        p["creator"], p["created"], reply_to]
         elif state[2:3] + state[4:] != [document, layer, p["creator"], p["created"], reply_to]:
-            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']} does not keep its "
+            raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} does not keep its "
                                "annotation's document, layer, creator, created or reply_to")
         elif p["modified_us"] < state[3]:
-            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']} is dated before "
+            raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} is dated before "
                                "the revision it follows")
         state[1], state[3] = revision, p["modified_us"]
-        return (state[0], revision, p["uuid"], document, layer, reply_to,
-                *((anchor.start, anchor.end, anchor.exact, anchor.prefix, anchor.suffix)
-                  if anchor else (None,) * 5),
-                p["body"], check_motivation(p["motivation"]), check_tags(p["tags"]),
-                p["creator"], p["author"], p["created"], p["modified"], p["modified_us"],
-                p["status"], p["reason"])
+        tags = p["tags"]
+        key = tuple(tags)
+        stored_tags = self.tags.get(key)
+        if stored_tags is None:
+            stored_tags = self.tags[key] = check_tags(tags)
+        motivation = p["motivation"]
+        if motivation not in _MOTIVATIONS:
+            check_motivation(motivation)
+        return (state[0], revision, uuid, document, layer, reply_to, *span, p["body"],
+                motivation, stored_tags, p["creator"], p["author"], p["created"], p["modified"],
+                p["modified_us"], p["status"], p["reason"])
 
     def _document(self, sha: str) -> tuple[int, str]:
         found = self.documents.get(sha)
