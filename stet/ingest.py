@@ -489,12 +489,15 @@ def _result(item: Prepared, doc_id: int | None, status: str, *, error: str | Non
 
 
 def archive_files(conn) -> frozenset[str]:
-    """The real paths of the archive's own files (never ingested into itself)."""
+    """The real paths of the archive's own files (never ingested into itself): the database,
+    its WAL, shared memory and journal, and the public snapshot that ``stet serve`` keeps
+    beside it (``archive.db-public``) with its own."""
     files = set()
     for _, name, path in conn.execute("PRAGMA database_list"):
         if path:
             real = os.path.realpath(path)
-            files.update({real, real + "-wal", real + "-shm", real + "-journal"})
+            for base in (real, real + "-public"):
+                files.update({base, base + "-wal", base + "-shm", base + "-journal"})
     return frozenset(files)
 
 

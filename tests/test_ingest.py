@@ -85,7 +85,8 @@ def test_unreadable_file(run, tmp_path, monkeypatch, archive):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(stet.ingest, "open", guarded, raising=False)
-    result = run("ingest", tmp_path)
+    (tmp_path / "archive.db-public").write_bytes(b"a snapshot stet serve keeps")
+    result = run("ingest", tmp_path)  # the archive's own files beside them are passed over
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path / 'secret.txt'}: permission denied\n"
     assert [d["filename"] for d in archive.documents()] == ["ok.txt"]
