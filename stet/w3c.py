@@ -539,22 +539,27 @@ def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[list[t
     """:func:`read` and :func:`parse` ``path`` in a worker process, yielding the same batches
     (and raising the same :class:`InvalidInput` at the same place) as
     ``parsed_batches(read(path), parse, size)``; appends the file's SHA-256 to ``digest`` at
-    the end. The worker (``python -m stet.w3c FILE SIZE``, a fresh interpreter) only reads
+    the end. The worker (:func:`worker_main`, a fresh interpreter) only reads
     the file and writes pickled batches to its standard output: it never opens the archive."""
     import pickle
     import subprocess
     import sys
+    import tempfile
 
+    errors = tempfile.TemporaryFile()  # not a pipe: a chatty worker must never block on it
     worker = subprocess.Popen(
-        [sys.executable, "-m", "stet.w3c", os.fspath(path), str(size)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", "from stet.w3c import worker_main; worker_main()",
+         os.fspath(path), str(size)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
     )
     try:
         while True:
             try:
                 kind, value = pickle.load(worker.stdout)
             except EOFError:
-                problem = worker.stderr.read().decode(errors="replace").strip().splitlines()
+                worker.wait()
+                errors.seek(0)
+                problem = errors.read().decode(errors="replace").strip().splitlines()
                 raise StetError("the worker reading the file stopped unexpectedly"
                                 + (f": {problem[-1]}" if problem else "")) from None
             if kind == "batch":
@@ -570,8 +575,8 @@ def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[list[t
         if worker.poll() is None:
             worker.kill()
         worker.stdout.close()
-        worker.stderr.close()
         worker.wait()
+        errors.close()
 
 
 def _worker(path: Path, size: int, out) -> None:
@@ -595,7 +600,8 @@ def _worker(path: Path, size: int, out) -> None:
         send("failed", f"{type(exc).__name__}: {exc}")
 
 
-if __name__ == "__main__":  # the worker process of parse_in_worker
+def worker_main() -> None:
+    """The worker process of :func:`parse_in_worker`: ``FILE SIZE`` in ``sys.argv``."""
     import sys
 
     try:
