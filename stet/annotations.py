@@ -3,7 +3,8 @@
 ``annotation_revisions`` is the source of truth and only ever grows: revision 1 creates an
 annotation, each edit appends the next revision, a retraction appends a tombstone (status
 ``retracted``). ``annotations`` is the current state, one row per annotation, maintained by
-triggers on every insert. The state at a past instant is the latest revision of each
+triggers on every insert (a bulk import, :class:`Importer`, writes it set-based instead, in
+the same transaction). The state at a past instant is the latest revision of each
 annotation whose ``modified_us`` is at or before it.
 
 Every function that writes takes the :class:`~stet.provenance.Chain` of the caller's write
@@ -413,6 +414,8 @@ class Importer:
     documents, layers and known annotations are looked up once and cached. Idempotent by
     IRI: an annotation (or, from a --history export, a revision) that the archive already
     has is skipped. Every span is checked against the text here, in Python, before insert.
+    The per-row current-state triggers are dropped at the first insert and :meth:`finish`
+    writes the current state set-based and creates them again: call it before committing.
     """
 
     BATCH = 5000

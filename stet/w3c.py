@@ -21,6 +21,7 @@ IRI and ``dcterms:replaces`` its predecessor, so that an import rebuilds the who
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -506,7 +507,9 @@ def import_files(conn, chain, paths: Iterable[str | os.PathLike], *, by: str) ->
             digest: list[str] = []
             try:
                 if cpus() > 1 and path.stat().st_size >= WORKER_BYTES:
-                    counts = importer.run_batches(parse_in_worker(path, importer.BATCH, digest))
+                    batches = parse_in_worker(path, importer.BATCH, digest)
+                    with contextlib.closing(batches):  # a refusal stops the worker at once
+                        counts = importer.run_batches(batches)
                 else:
                     counts = importer.run(read(path), parse)
             except StetError as exc:
