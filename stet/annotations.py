@@ -64,6 +64,12 @@ _CURRENT_UPDATED = (
     "start", "end", "exact", "prefix", "suffix", "body", "motivation", "tags", "author",
     "modified", "modified_us", "revision", "status", "reason",
 )
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'
+
+
 _SELECT = (
     'a.{id}, a.uuid, a.document, l.name, a.reply_to, a.start, a."end", a.exact, a.prefix, '
     "a.suffix, a.body, a.motivation, a.tags, a.creator, a.author, a.created, a.modified, "
@@ -425,6 +431,7 @@ class Importer:
         self.next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM annotations").fetchone()[0]
         self.first_id = self.next_id  # annotations numbered from here are new in this import
         self.before: int | None = None  # the last revision row before this import wrote
+        self.revised_existing = False  # a new revision of an annotation the archive had
         self.documents: dict[str, tuple[int, str]] = {}
         self.layers: dict[str, int] = {}
         self.tags: dict[tuple, str] = {}  # tags as given -> as stored (checked once)
@@ -482,15 +489,18 @@ class Importer:
         )
         params = {"before": self.before, "first": self.first_id}
         # New revisions of annotations the archive had: their latest is the current state.
-        self.conn.execute(
-            "UPDATE annotations SET " + ", ".join(f'"{c}" = r."{c}"' for c in _CURRENT_UPDATED)
-            + f" {latest} AND r.annotation = annotations.id AND annotations.id < :first",
-            params,
-        )
+        # (Skipped when there are none: the statement scans every new revision, 1.3 s at 1M.)
+        if self.revised_existing:
+            self.conn.execute(
+                "UPDATE annotations SET "
+                + ", ".join(f"{_quoted(c)} = r.{_quoted(c)}" for c in _CURRENT_UPDATED)
+                + f" {latest} AND r.annotation = annotations.id AND annotations.id < :first",
+                params,
+            )
         # Annotations this import created: the latest of their revisions, in id order.
         self.conn.execute(
-            f"INSERT INTO annotations ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in _CURRENT)}) "
-            f"SELECT {', '.join('r.annotation' if c == 'id' else f'r.{chr(34)}{c}{chr(34)}' for c in _CURRENT)} "
+            f"INSERT INTO annotations ({', '.join(map(_quoted, _CURRENT))}) "
+            f"SELECT r.annotation, {', '.join('r.' + _quoted(c) for c in _CURRENT[1:])} "
             f"{latest} AND r.annotation >= :first ORDER BY r.annotation",
             params,
         )
@@ -562,6 +572,8 @@ class Importer:
             raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} is dated before "
                                "the revision it follows")
         state[1], state[3] = revision, p["modified_us"]
+        if state[0] < self.first_id:
+            self.revised_existing = True
         tags = p["tags"]
         key = tuple(tags)
         stored_tags = self.tags.get(key)
