@@ -15,7 +15,6 @@ comparison. Prints a Markdown table for benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics

@@ -31,7 +31,6 @@ import stat
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from . import timeutil
@@ -493,7 +492,7 @@ def archive_files(conn) -> frozenset[str]:
     its WAL, shared memory and journal, and the public snapshot that ``stet serve`` keeps
     beside it (``archive.db-public``) with its own."""
     files = set()
-    for _, name, path in conn.execute("PRAGMA database_list"):
+    for _, _name, path in conn.execute("PRAGMA database_list"):
         if path:
             real = os.path.realpath(path)
             for base in (real, real + "-public"):
@@ -569,7 +568,7 @@ def _tasks(entries: list[Entry], sizes: list[int]) -> Iterator[list[int]]:
     """Consecutive entries cut into tasks of at most TASK_FILES files and TASK_BYTES bytes."""
     task: list[int] = []
     task_bytes = 0
-    for index, (entry, size) in enumerate(zip(entries, sizes)):
+    for index, size in enumerate(sizes):
         if task and (len(task) >= TASK_FILES or task_bytes + size > TASK_BYTES):
             yield task
             task, task_bytes = [], 0

@@ -34,10 +34,10 @@ from typing import Any
 
 import sqlite_utils
 
-from . import __version__, store, timeutil
+from . import __version__, store
 from .errors import InvalidInput, NotFound, StetError
-from .hashing import canonical_json, sha256_file
-from .provenance import Chain, event_hash
+from .hashing import sha256_file
+from .provenance import Chain
 
 #: Bumped whenever what a snapshot holds changes, so cached snapshots are rebuilt.
 FORMAT = 1

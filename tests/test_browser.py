@@ -8,7 +8,6 @@ counts UTF-16 units). A screenshot goes to tests/artifacts/ (git-ignored).
 from __future__ import annotations
 
 import pathlib
-import shutil
 import socket
 import threading
 import time

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import pathlib
 import time
@@ -259,7 +258,7 @@ def test_document_page_text_and_marks(sample, get):
         for i in range(a["start"], a["end"]):
             expected[i].add(a["id"])
     assert sample["anns"]["retracted"] not in layer_of
-    for i, (ids, layers) in enumerate(page.cover):
+    for i, (ids, _layers) in enumerate(page.cover):
         got = {int(x) for x in ids.split()}
         assert got == expected[i], i
     with Archive(sample["path"]) as archive:
@@ -268,7 +267,7 @@ def test_document_page_text_and_marks(sample, get):
         ids = [int(x) for x in mark["data-annotation-ids"].split()]
         assert ids == sorted(ids)
         layers = {int(x) for x in mark["data-layers"].split()}
-        assert layers == {names_id for names_id in layers}
+        assert {names[layer] for layer in layers} == {layer_of[i] for i in ids}
         assert mark["tabindex"] == "0"
     # overlapping annotations are split into segments carrying the full set
     assert any(len(m["data-annotation-ids"].split()) > 1 for m in page.marks)

@@ -7,7 +7,6 @@ import os
 import pytest
 
 import stet.ingest
-from stet import Archive
 
 
 def lines(output):

@@ -1,6 +1,5 @@
 """stet prov: a document's lineage as W3C PROV-JSON that the prov package reads back."""
 
-import io
 import json
 import sqlite3
 

@@ -5,7 +5,6 @@ import sqlite3
 
 import pytest
 
-from stet import Archive
 from stet.store import APPEND_ONLY
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stet import Archive, timeutil
+from stet import Archive
 from stet.errors import InvalidInput
 from stet.w3c import revision_iri
 
