@@ -34,14 +34,15 @@ test: $(BIN)/.installed chromium
 	$(BIN)/python -m pytest -q
 
 # The browser test drives Debian's Chromium through Playwright's Python package (never
-# `playwright install`): installed here when missing and running as root; where it cannot
-# be installed, the test skips and says why.
+# `playwright install`), and the Arabic PDF test draws with DejaVu Sans: both are installed
+# here from Debian's packages when missing and running as root; where they cannot be
+# installed, those tests skip and say why.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 && [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-	      || echo "could not install chromium: the browser test will skip"; \
-	  else echo "chromium is missing (install Debian's chromium as root): the browser test will skip"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core) \
+	      || echo "could not install chromium and fonts-dejavu-core: the tests that need them will skip"; \
+	  else echo "chromium or fonts-dejavu-core is missing (install them as root): the tests that need them will skip"; fi; }
 
 clean:
 	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm archive.db-public archive.db.built
