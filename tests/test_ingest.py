@@ -273,3 +273,37 @@ def test_file_name_that_is_not_utf8(run, tmp_path, archive):
     assert archive.document(recs[0]["id"])["filename"] == "caf\\xe9 \\xff.txt"
     assert archive.log()[0]["details"]["path"] == f"{folder}/caf\\xe9 \\xff.txt"
     assert archive.verify() == []
+
+
+def test_busy_archive_is_a_one_line_error(run, tmp_path, db_path, monkeypatch):
+    """A write that cannot get the lock in time fails cleanly and writes nothing."""
+    import sqlite3
+    import stet.store
+    (tmp_path / "a.txt").write_text("a")
+    assert run("ingest", tmp_path / "a.txt").exit_code == 0
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    real_connect = stet.store.connect
+
+    def impatient(*args, **kwargs):
+        db = real_connect(*args, **kwargs)
+        db.conn.execute("PRAGMA busy_timeout = 50")
+        return db
+
+    monkeypatch.setattr(stet.store, "connect", impatient)
+    (tmp_path / "b.txt").write_text("b")
+    result = run("ingest", tmp_path / "b.txt")
+    holder.execute("ROLLBACK")
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {db_path} is busy: another write held it for longer than the "
+                             "30-second timeout (a large import?); nothing was written, try again\n")
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM documents").fetchone()[0] == 1
+
+
+def test_not_a_database_is_a_one_line_error(run, tmp_path):
+    bogus = tmp_path / "bogus.db"
+    bogus.write_bytes(b"this is not an SQLite file at all, just text" * 20)
+    (tmp_path / "a.txt").write_text("a")
+    result = run("ingest", tmp_path / "a.txt", db=str(bogus))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {bogus}: file is not a database\n"

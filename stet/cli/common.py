@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sqlite3
 import sys
 from typing import Any, Iterable
 
@@ -61,6 +62,15 @@ def errors(fn):
             return fn(*args, **kwargs)
         except StetError as exc:
             raise click.ClickException(str(exc)) from exc
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise click.ClickException(
+                    f"{kwargs.get('db_path', 'the archive')} is busy: another write held it for "
+                    "longer than the 30-second timeout (a large import?); nothing was written, "
+                    "try again") from exc
+            raise click.ClickException(f"{kwargs.get('db_path', 'the archive')}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+            raise click.ClickException(f"{kwargs.get('db_path', 'the archive')}: {exc}") from exc
 
     return wrapper
 
