@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from . import timeutil
+from . import store, timeutil
 from .bags import is_bag, open_bag
 from .errors import StetError
 from .extract import EXTRACT_LIMIT, Extraction, detect_media_type, empty, extract
@@ -513,9 +513,13 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
     if options.title is not None and sum(1 for e in entries if not e.error) != 1:
         raise StetError("--title takes a single file")
     sizes = [_size(entry) for entry in entries]
+    workers = _workers(entries, sizes) if workers is None else workers
     writer = Writer(conn, options)
     bar = progress(len(entries), sum(sizes)) if progress else contextlib.nullcontext(None)
-    with bar as tick:
+    # Checkpoints in a thread pay when the one process does everything; a worker pool forks,
+    # and forking with a thread running is unsafe, so it goes without.
+    checkpoints = store.background_checkpoints(conn) if workers < 1 else contextlib.nullcontext()
+    with bar as tick, checkpoints:
         for (entry, item), size in zip(_prepared(entries, sizes, workers), sizes):
             if item is None:
                 writer.error(entry.path, entry.error)

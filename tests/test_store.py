@@ -129,3 +129,25 @@ def test_canonical_json_is_the_standard_librarys(value):
     assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"),
                                                ensure_ascii=False)
     assert canonical_json({"big": 2**70}) == '{"big":1180591620717411303424}'
+
+
+def test_background_checkpoints_copy_the_wal_and_restore_the_setting(tmp_path):
+    from stet.store import background_checkpoints
+    with Archive(tmp_path / "a.db") as archive:
+        conn = archive.conn
+        with background_checkpoints(conn, interval=0.001):
+            assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            for i in range(50):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT INTO layers (name, created_by, created) VALUES (?, 'x', 'y')",
+                             (f"layer {i}",))
+                conn.execute("COMMIT")
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        # the thread's last round ran after the last commit: the database file itself, read
+        # without its WAL (immutable=1), already holds every row
+        main_file = sqlite3.connect(f"file:{tmp_path / 'a.db'}?immutable=1", uri=True)
+        assert main_file.execute("SELECT count(*) FROM layers").fetchone()[0] == 50
+        main_file.close()
+    check = sqlite3.connect(tmp_path / "a.db")
+    assert check.execute("SELECT count(*) FROM layers").fetchone()[0] == 50
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
