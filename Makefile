@@ -7,6 +7,7 @@ PORT ?= 8001
 export STET_USER ?= stet-demo
 
 PRESS_SOURCE := National Council of Resistance of Iran, press release, August 2014
+PRESS_TITLE := Press release: conference at the UN in Geneva on human rights in Iran and Iraq, 13 August 2014
 UDHR_SOURCE := https://www.unicode.org/udhr/ (UDHR in Unicode; github.com/unicode-corpus/udhr-in-unicode at f4613da)
 
 .PHONY: demo test clean chromium
@@ -17,12 +18,22 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# archive.db is (re)built when a sample changes: ingesting again duplicates nothing and
+# archive.db is (re)built when a sample changes, one file at a time so that each plain text
+# gets a title (an HTML file takes its <title>): ingesting again duplicates nothing and
 # importing again adds nothing. The stamp is touched only when every step succeeded, so a
 # failed build is resumed by the next `make demo`.
 archive.db.built: $(BIN)/.installed $(shell find ingest annotations -type f 2>/dev/null)
-	$(BIN)/stet ingest -s --db archive.db ingest/press --source "$(PRESS_SOURCE)"
-	$(BIN)/stet ingest -s --db archive.db ingest/udhr --source "$(UDHR_SOURCE)"
+	$(BIN)/stet ingest -s --db archive.db ingest/press/press-release-2014-08-13-geneva.txt \
+	  --source "$(PRESS_SOURCE)" --title "$(PRESS_TITLE)"
+	$(BIN)/stet ingest -s --db archive.db ingest/udhr/udhr_arb.html --source "$(UDHR_SOURCE)"
+	$(BIN)/stet ingest -s --db archive.db ingest/udhr/udhr_arb.txt --source "$(UDHR_SOURCE)" \
+	  --title "Universal Declaration of Human Rights - Arabic, Standard (plain text)"
+	$(BIN)/stet ingest -s --db archive.db ingest/udhr/udhr_eng.html --source "$(UDHR_SOURCE)"
+	$(BIN)/stet ingest -s --db archive.db ingest/udhr/udhr_eng.txt --source "$(UDHR_SOURCE)" \
+	  --title "Universal Declaration of Human Rights - English (plain text)"
+	$(BIN)/stet ingest -s --db archive.db ingest/udhr/udhr_pes_1.html --source "$(UDHR_SOURCE)"
+	$(BIN)/stet ingest -s --db archive.db ingest/udhr/udhr_pes_1.txt --source "$(UDHR_SOURCE)" \
+	  --title "Universal Declaration of Human Rights - Farsi, Western (plain text)"
 	$(BIN)/stet import --db archive.db annotations/
 	$(BIN)/stet verify --db archive.db
 	touch $@
