@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator
 from . import store, timeutil
 from .bags import is_bag, open_bag
 from .errors import StetError
-from .extract import EXTRACT_LIMIT, Extraction, detect_media_type, empty, extract
+from .extract import EXTRACT_LIMIT, Extraction, detect_media_type, extract, too_large
 from .hashing import CHUNK_SIZE, sha256_bytes, sha256_file, sha256_text
 from .provenance import Chain
 
@@ -250,11 +250,8 @@ def prepare_bytes(data: bytes, filename: str, path: str) -> Prepared:
 def fill(item: Prepared, data: bytes) -> None:
     """Media type, text and parts of a prepared item, from its bytes (or their head)."""
     item.media_type = detect_media_type(data[:8192], item.filename)
-    if item.size > EXTRACT_LIMIT:
-        item.extraction = empty(f"not extracted: {item.size} bytes is over the "
-                                f"{EXTRACT_LIMIT}-byte extraction limit")
-    else:
-        item.extraction = extract(data, item.media_type)
+    # ``data`` is only the head of a file over the limit: judge by the file's size
+    item.extraction = too_large(item.size) or extract(data, item.media_type)
     for index, (name, part) in enumerate(item.extraction.parts):
         item.parts.append(prepare_bytes(part, name or f"part-{index + 1}", f"{item.path}#{name}"))
     item.extraction.parts = []
@@ -583,10 +580,9 @@ def _tasks(entries: list[Entry], sizes: list[int]) -> Iterator[list[int]]:
 
 
 def _prepared(entries: list[Entry], sizes: list[int],
-              workers: int | None) -> Iterator[tuple[Entry, Prepared | None]]:
-    """(entry, prepared file or None for a walk error), in walk order, in worker processes
-    when that pays. At most two tasks per worker are in flight at a time."""
-    workers = _workers(entries, sizes) if workers is None else workers
+              workers: int) -> Iterator[tuple[Entry, Prepared | None]]:
+    """(entry, prepared file or None for a walk error), in walk order, in ``workers`` worker
+    processes (none: in this one). At most two tasks per worker are in flight at a time."""
     if workers < 1:
         for entry in entries:
             yield entry, (None if entry.error else hash_texts(prepare(entry.path)))

@@ -10,18 +10,7 @@ import pytest
 from stet import Archive, w3c
 from stet.errors import InvalidInput
 from stet.store import CURRENT_STATE_TRIGGER_NAMES
-
-FA = "اعلامیه جهانی حقوق بشر: آزادی‌های اساسی با همکاری سازمان ملل متحد تأمین شود."
-AR = "لِكُلِّ شَخْصٍ حَقُّ التَّمَتُّعِ بِكَافَّةِ الْحُقُوقِ وَالْحُرِّيَّاتِ."
-
-
-@pytest.fixture
-def folder(tmp_path):
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "1-fa.txt").write_text(FA, encoding="utf-8")
-    (folder / "2-ar.txt").write_text(AR, encoding="utf-8")
-    return folder
+from test_w3c import AR, FA, folder  # noqa: F401  (the same two documents and their fixture)
 
 
 def build(path, folder):

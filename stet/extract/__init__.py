@@ -61,13 +61,20 @@ def empty(warning: str) -> Extraction:
     return Extraction("", "none", __version__, warning=warning)
 
 
+def too_large(size: int) -> Extraction | None:
+    """The empty extraction, with its warning, of a file over :data:`EXTRACT_LIMIT`."""
+    if size > EXTRACT_LIMIT:
+        return empty(f"not extracted: {size} bytes is over the {EXTRACT_LIMIT}-byte extraction limit")
+    return None
+
+
 def extract(data: bytes, media_type: str) -> Extraction:
     """The text of ``data`` read as ``media_type``; never raises for bad content."""
     fn = _EXTRACTORS.get(media_type)
     if fn is None:
         return empty(f"no text extractor for {media_type}")
     if len(data) > EXTRACT_LIMIT:
-        return empty(f"not extracted: {len(data)} bytes is over the {EXTRACT_LIMIT}-byte extraction limit")
+        return too_large(len(data))
     try:
         return fn(data)
     except Exception as exc:  # a corrupt file keeps its bytes, with the cause
