@@ -55,6 +55,11 @@ TASK_BYTES = 4 * CHUNK_SIZE
 #: results between processes costs about what preparing them does (benchmarks/README.md).
 #: ``$STET_WORKERS`` sets the number of worker processes (0: none).
 POOL_MIN_FILES = 16
+#: Otherwise, on a machine with a second CPU, one worker process reads, hashes and decodes
+#: ahead of the writer (:mod:`stet.readahead`) when there are at least this many files or
+#: bytes to ingest; a few small files cost less than starting it.
+READ_AHEAD_MIN_FILES = 64
+READ_AHEAD_MIN_BYTES = 16 * CHUNK_SIZE
 HEAVY_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".xhtml", ".eml")
 
 
@@ -164,6 +169,9 @@ class Prepared:
     reread: bool = False
     #: The text's SHA-256, computed right after preparing (see :func:`hash_texts`).
     text_sha256: str | None = None
+    #: Where a small file's bytes wait in the read-ahead worker's shared memory (offset,
+    #: size) until the main process takes a view of them (:mod:`stet.readahead`).
+    shared: tuple[int, int] | None = None
 
 
 def prepare(path: str) -> Prepared:
@@ -298,10 +306,6 @@ class Writer:
                 self._write([item])
             except FileChanged as exc:
                 self._slots[item.slot] = [_result(item, None, "error", error=str(exc))]
-            return
-        if item.data is None:  # a large file: its own transaction, streamed
-            self.flush()
-            self._write([item])
             return
         self.batch.append(item)
         self.batch_bytes += item.size + len(item.extraction.text) if item.extraction else item.size
@@ -513,11 +517,13 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
     workers = _workers(entries, sizes) if workers is None else workers
     writer = Writer(conn, options)
     bar = progress(len(entries), sum(sizes)) if progress else contextlib.nullcontext(None)
-    # Checkpoints in a thread pay when the one process does everything; a worker pool forks,
-    # and forking with a thread running is unsafe, so it goes without.
+    # The read-ahead worker forks before the checkpoint thread starts (forking with a thread
+    # running is unsafe); a worker pool goes without the thread, as it may fork at any time.
+    ahead = _read_ahead(entries, sizes, writer) if workers < 1 else None
     checkpoints = store.background_checkpoints(conn) if workers < 1 else contextlib.nullcontext()
-    with bar as tick, checkpoints:
-        for (entry, item), size in zip(_prepared(entries, sizes, workers), sizes):
+    with bar as tick, ahead or contextlib.nullcontext(), checkpoints:
+        prepared = _ahead(entries, ahead) if ahead else _prepared(entries, sizes, workers)
+        for (entry, item), size in zip(prepared, sizes):
             if item is None:
                 writer.error(entry.path, entry.error)
             else:
@@ -563,6 +569,28 @@ def _workers(entries: list[Entry], sizes: list[int]) -> int:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return min(cpus or 1, 8) if (cpus or 1) > 1 else 0
+
+
+def _read_ahead(entries: list[Entry], sizes: list[int], writer: Writer):
+    """A :class:`~stet.readahead.ReadAhead` worker when it pays: unless ``$STET_WORKERS``
+    says otherwise (0: everything in this process), when there is a second CPU and enough to
+    read (:data:`READ_AHEAD_MIN_BYTES` or :data:`READ_AHEAD_MIN_FILES`)."""
+    from . import readahead
+
+    if os.environ.get("STET_WORKERS", "").strip() or not readahead.available():
+        return None
+    files = [entry.path for entry in entries if not entry.error]
+    if len(files) < READ_AHEAD_MIN_FILES and sum(sizes) < READ_AHEAD_MIN_BYTES:
+        return None
+    return readahead.ReadAhead(files, flush=writer.flush)
+
+
+def _ahead(entries: list[Entry], ahead) -> Iterator[tuple[Entry, Prepared | None]]:
+    items = iter(ahead)
+    for entry in entries:
+        yield entry, (None if entry.error else next(items))
+    if next(items, None) is not None:  # runs the last region's flush and the worker's end
+        raise StetError("the reading process read more files than it was given")
 
 
 def _tasks(entries: list[Entry], sizes: list[int]) -> Iterator[list[int]]:

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -29,6 +30,17 @@ CHILD = textwrap.dedent(
     db, folder, where, after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     ingest.BATCH_FILES = 4
     count = 0
+    if os.environ.get("CRASH_AHEAD"):  # prepared in the read-ahead worker, 4 files a region
+        import stet.readahead as readahead
+        ingest.READ_AHEAD_MIN_FILES = 1
+        readahead.SLOT_FILES = 4
+        real_enter = readahead.ReadAhead.__enter__
+        def __enter__(self):
+            entered = real_enter(self)
+            with open(os.environ["CRASH_AHEAD"], "w") as out:
+                out.write(str(self._process.pid))
+            return entered
+        readahead.ReadAhead.__enter__ = __enter__
 
     def tick():
         global count
@@ -42,6 +54,8 @@ CHILD = textwrap.dedent(
             tick()
             return real_prepare(path)
         ingest.prepare = prepare
+        if os.environ.get("CRASH_AHEAD"):  # the worker kills itself; the writer must stop
+            readahead.prepare = prepare
     elif where == "rows":  # inside the open transaction, after the blobs went in
         real_insert = ingest.Writer._insert
         def _insert(self, items):
@@ -111,6 +125,29 @@ def run_child(db, folder, where, after, **kwargs):
                           capture_output=True, text=True, timeout=120, **kwargs)
 
 
+def ahead_env(tmp_path):
+    """The environment that makes the child read ahead in a worker, noting its pid."""
+    return {**os.environ, "CRASH_AHEAD": str(tmp_path / "worker.pid")}
+
+
+def assert_worker_gone(tmp_path):
+    """The read-ahead worker of a killed ingest exits on its own (its pipes broke). It may
+    still be finishing when its parent is reaped, so wait for it, up to a generous limit."""
+    pid = int((tmp_path / "worker.pid").read_text())
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{pid}") and _state(pid) not in ("Z", "X"):
+        assert time.monotonic() < deadline, f"read-ahead worker {pid} outlived its parent"
+        time.sleep(0.05)
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
 def assert_whole(db):
     with Archive(db) as archive:
         assert archive.verify() == []
@@ -140,6 +177,38 @@ def test_killed_mid_ingest_then_completed(tmp_path, folder, where, after):
         "SELECT action, count(*) FROM events WHERE actor = 'crash-test' GROUP BY action ORDER BY action"
     ).fetchall()
     assert dict(statuses) == ({"ingest": FILES, "ingest-duplicate": partial} if partial else {"ingest": FILES})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to watch the worker")
+@pytest.mark.parametrize("where, after", [("rows", 2), ("commit", 3)])
+def test_killed_while_reading_ahead(tmp_path, folder, where, after):
+    """The same with the files prepared in the read-ahead worker: the writer is killed, the
+    worker goes too, nothing is half-written, and a re-run completes."""
+    db = str(tmp_path / "archive.db")
+    killed = run_child(db, folder, where, after, env=ahead_env(tmp_path))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert_worker_gone(tmp_path)
+    partial = assert_whole(db)
+    assert 0 < partial < FILES
+    done = run_child(db, folder, "none", 0, env=ahead_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert assert_whole(db) == FILES
+
+
+@pytest.mark.slow
+def test_read_ahead_worker_killed(tmp_path, folder):
+    """A read-ahead worker that dies (here it SIGKILLs itself while preparing its 11th file)
+    stops the ingest with one line on stderr; what was committed is whole, a re-run completes."""
+    db = str(tmp_path / "archive.db")
+    failed = run_child(db, folder, "prepare", 11, env=ahead_env(tmp_path))
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("stet.errors.StetError: the reading "
+                                                            "process stopped")
+    assert assert_whole(db) < 11
+    done = run_child(db, folder, "none", 0, env=ahead_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert assert_whole(db) == FILES
 
 
 @pytest.mark.slow

@@ -124,9 +124,22 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest_module, "_workers", spy)
     monkeypatch.setattr(ingest_module, "TASK_FILES", 16)  # many tasks, several in flight
     monkeypatch.setattr(ingest_module, "TASK_BYTES", 64 * 1024)
+    from stet import readahead
+
+    monkeypatch.setattr(readahead, "SLOT_FILES", 16)  # many regions, each reused
+    monkeypatch.setattr(readahead, "SLOTS", 2)
+    monkeypatch.setattr(readahead, "available", lambda: True)
+    ahead = []
+    monkeypatch.setattr(readahead.ReadAhead, "__iter__",
+                        lambda self, real=readahead.ReadAhead.__iter__: ahead.append(1) or real(self))
     results = {}
-    for workers in ("0", "2"):  # in-process, then two worker processes
-        monkeypatch.setenv("STET_WORKERS", workers)
+    # in-process, then two worker processes, then one read-ahead worker ("a": the default for
+    # this folder, which has too few PDF, DOCX, HTML or email files for a pool)
+    for workers in ("0", "2", "a"):
+        if workers == "a":
+            monkeypatch.delenv("STET_WORKERS")
+        else:
+            monkeypatch.setenv("STET_WORKERS", workers)
         with Archive(tmp_path / f"w{workers}.db") as archive:
             ticks = []
 
@@ -139,18 +152,21 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
             files, nbytes = ticks[0]
             assert len(ticks) - 1 == files == 154 and sum(ticks[1:]) == nbytes
             assert archive.verify() == []
-    assert used == [0, 2]
-    strip = [[{k: v for k, v in r.items() if k != "warning"} for r in results[w]] for w in "02"]
-    assert strip[0] == strip[1]
+    assert used == [0, 2, 0] and ahead == [1]
+    strip = [[{k: v for k, v in r.items() if k != "warning"} for r in results[w]] for w in "02a"]
+    assert strip[0] == strip[1] == strip[2]
     statuses = [r["status"] for r in results["2"]]
     assert statuses.count("error") == 1 and statuses.count("duplicate") == 1
     assert any(r["path"].endswith("mail.eml#a.bin") for r in results["2"])
-    with Archive(tmp_path / "w0.db") as one, Archive(tmp_path / "w2.db") as two:
+    with (Archive(tmp_path / "w0.db") as one, Archive(tmp_path / "w2.db") as two,
+          Archive(tmp_path / "wa.db") as three):
         def rows(archive):
             return [{k: v for k, v in d.items() if k != "ingested_at"} for d in archive.documents()]
 
-        assert rows(one) == rows(two)
-        assert all(one.text(d["id"]) == two.text(d["id"]) for d in one.documents())
+        assert rows(one) == rows(two) == rows(three)
+        for d in one.documents():
+            assert one.text(d["id"]) == two.text(d["id"]) == three.text(d["id"])
+            assert b"".join(one.raw(d["id"])) == b"".join(three.raw(d["id"]))
         assert one.text(2) == "سند شماره 0\n" * 1
 
 
@@ -192,3 +208,22 @@ def test_progress_bar_shows_files_bytes_and_rate_on_a_terminal(tmp_path, monkeyp
     monkeypatch.undo()
     out = run("ingest", tmp_path / "b.txt")
     assert "Ingesting" not in out.stderr
+
+
+def test_read_ahead_only_when_it_pays(monkeypatch):
+    from stet import readahead
+    from stet.ingest import Entry, Options, Writer, _read_ahead
+
+    monkeypatch.delenv("STET_WORKERS", raising=False)
+    monkeypatch.setattr(readahead, "available", lambda: True)
+    writer = Writer(None, Options(by="t"))
+    texts = [Entry(f"{i}.txt") for i in range(100)]
+    ahead = _read_ahead(texts, [1000] * 100, writer)
+    assert isinstance(ahead, readahead.ReadAhead) and ahead.paths == [e.path for e in texts]
+    assert _read_ahead(texts[:5], [1000] * 5, writer) is None  # a few small files: not worth it
+    assert _read_ahead(texts[:1], [64 << 20], writer) is not None  # one file of 64 MiB is
+    monkeypatch.setenv("STET_WORKERS", "0")  # everything in one process, as asked
+    assert _read_ahead(texts, [1000] * 100, writer) is None
+    monkeypatch.delenv("STET_WORKERS")
+    monkeypatch.setattr(readahead, "available", lambda: False)  # one CPU, or no fork
+    assert _read_ahead(texts, [1000] * 100, writer) is None
