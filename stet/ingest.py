@@ -169,6 +169,8 @@ class Prepared:
     reread: bool = False
     #: The text's SHA-256, computed right after preparing (see :func:`hash_texts`).
     text_sha256: str | None = None
+    #: The absolute path recorded in the ingest event (worked out where it was prepared).
+    location: str | None = None
     #: Where a small file's bytes wait in the read-ahead worker's shared memory (offset,
     #: size) until the main process takes a view of them (:mod:`stet.readahead`).
     shared: tuple[int, int] | None = None
@@ -176,7 +178,8 @@ class Prepared:
 
 def prepare(path: str) -> Prepared:
     """Read, hash, sniff and extract one file. Never raises for a bad file."""
-    item = Prepared(path=path, filename=os.path.basename(path))
+    item = Prepared(path=path, filename=os.path.basename(path),
+                    location=printable(os.path.abspath(path)))
     try:
         with open(path, "rb") as stream:
             info = os.fstat(stream.fileno())
@@ -262,6 +265,8 @@ def fill(item: Prepared, data: bytes) -> None:
     item.extraction = too_large(item.size) or extract(data, item.media_type)
     for index, (name, part) in enumerate(item.extraction.parts):
         item.parts.append(prepare_bytes(part, name or f"part-{index + 1}", f"{item.path}#{name}"))
+        if item.location:
+            item.parts[-1].location = printable(f"{item.location}#{name}")
     item.extraction.parts = []
 
 
@@ -343,7 +348,7 @@ class Writer:
             time = timeutil.iso(timeutil.now())
             ext = item.extraction
             details = {
-                "path": printable(os.path.abspath(item.path) if "#" not in item.path else item.path),
+                "path": item.location or printable(item.path),
                 "sha256": item.sha256,
                 "size": item.size,
                 "media_type": item.media_type,

@@ -20,7 +20,8 @@ def now() -> datetime:
 
 def iso(moment: datetime) -> str:
     """The stored form: UTC, microseconds, `Z`."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"  # a fifth of strftime's cost
 
 
 def micros(moment: datetime) -> int:

@@ -229,6 +229,9 @@ def test_ingest_email_stores_attachments_linked_to_the_message(run, archive, tmp
     assert attachment["filename"] == "بیانیه.docx"
     assert PERSIAN in archive.text(attachment["id"])
     assert message["title"] == "بیانیه‌ی مطبوعاتی"
+    # each ingest event records where the bytes came from: the message, then message#name
+    paths = [event["details"]["path"] for event in archive.log() if event["action"] == "ingest"]
+    assert paths == [str(path), f"{path}#بیانیه.docx", f"{path}#{records[2]['path'].split('#')[1]}"]
 
 
 # -- detection by content -------------------------------------------------------------------

@@ -18,15 +18,21 @@ above its letter (an Arabic tanwin, say) can split a line in two at that point.
 
 from __future__ import annotations
 
+import functools
 import re
-
-import pypdfium2 as pdfium
 
 from . import Extraction, register, sniffer
 from .text import normalize_newlines
 
 NAME = "stet.pdf"
-VERSION = f"1 (pypdfium2 {pdfium.PYPDFIUM_INFO}, pdfium {pdfium.PDFIUM_INFO})"
+
+
+@functools.cache
+def version() -> str:
+    """The extractor's version with PDFium's (imported on first use: it is slow to load)."""
+    import pypdfium2 as pdfium
+
+    return f"1 (pypdfium2 {pdfium.PYPDFIUM_INFO}, pdfium {pdfium.PDFIUM_INFO})"
 PAGE_SEPARATOR = "\f"
 
 _CAUSES = {
@@ -47,11 +53,13 @@ def sniff_pdf(head: bytes, by_name: str | None) -> str | None:
 
 @register("application/pdf")
 def extract_pdf(data: bytes) -> Extraction:
+    import pypdfium2 as pdfium
+
     try:
         document = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
         cause = _CAUSES.get(getattr(exc, "err_code", None), str(exc))
-        return Extraction("", NAME, VERSION, warning=f"PDF not read: {cause}")
+        return Extraction("", NAME, version(), warning=f"PDF not read: {cause}")
     try:
         pages = []
         for index in range(len(document)):
@@ -66,4 +74,4 @@ def extract_pdf(data: bytes) -> Extraction:
                 page.close()
     finally:
         document.close()
-    return Extraction(PAGE_SEPARATOR.join(pages), NAME, VERSION)
+    return Extraction(PAGE_SEPARATOR.join(pages), NAME, version())

@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import io
 import zipfile
-from importlib.metadata import version
+import functools
 
-import docx
-from docx.opc.exceptions import PackageNotFoundError
 
 from . import Extraction, register, sniffer
 
 NAME = "stet.docx"
-VERSION = f"1 (python-docx {version('python-docx')})"
+
+
+@functools.cache
+def version() -> str:
+    """The extractor's version with python-docx's (imported on first use: it is slow to load)."""
+    from importlib.metadata import version as installed
+
+    return f"1 (python-docx {installed('python-docx')})"
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -114,14 +119,17 @@ def _part_lines(part) -> list[str]:
 
 @register(MEDIA_TYPE)
 def extract_docx(data: bytes) -> Extraction:
+    import docx  # imported on first use: it is slow to load
+    from docx.opc.exceptions import PackageNotFoundError
+
     if data.startswith(_OLE):
         cause = ("encrypted: a password-protected Office document" if _ENCRYPTION_INFO in data
                  else "an OLE container (Word 97-2003?), not a DOCX")
-        return Extraction("", NAME, VERSION, warning=f"DOCX not read: {cause}")
+        return Extraction("", NAME, version(), warning=f"DOCX not read: {cause}")
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, PackageNotFoundError, KeyError, ValueError) as exc:
-        return Extraction("", NAME, VERSION,
+        return Extraction("", NAME, version(),
                           warning=f"DOCX not read: corrupt or not a DOCX ({type(exc).__name__}: {exc})")
     sections = list(document.sections)
     body = document.element.body
@@ -148,4 +156,4 @@ def extract_docx(data: bytes) -> Extraction:
             start(index)
     end(index)
     title = document.core_properties.title or None
-    return Extraction("\n".join(lines), NAME, VERSION, title=title)
+    return Extraction("\n".join(lines), NAME, version(), title=title)
