@@ -66,7 +66,10 @@ def generate(folder: Path, files: int, seed: int = 1948) -> tuple[int, int]:
 
 
 def timed(cmd, **kwargs) -> tuple[float, int]:
-    """Wall seconds and peak memory (max RSS, bytes) of one command."""
+    """Wall seconds and peak memory (max RSS, bytes) of one command. Dirty pages are written
+    out first, so the disk writes of one contender (git's objects, stet's archive) are not
+    flushed in the background while the next one is timed."""
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
     _, status, usage = os.wait4(proc.pid, 0)

@@ -71,6 +71,7 @@ class Entry:
     error: str | None = None
     bag: bool = False  # a folder that is a BagIt bag, to validate and expand
     details: dict[str, Any] | None = None  # provenance for the event (a bag's info)
+    location: str | None = None  # the absolute path (made by the walk, not per file)
 
 
 def walk(paths: Iterable[str | os.PathLike], *, exclude: frozenset[str] = frozenset()) -> Iterator[Entry]:
@@ -101,12 +102,12 @@ def _walk(paths: Iterable[str | os.PathLike]) -> Iterator[Entry]:
             yield Entry(path, f"{path}: {_reason(exc)}")
             continue
         if os.path.isdir(real):
-            yield from _walk_dir(path, real, root=real, seen={real})
+            yield from _walk_dir(path, real, root=real, seen={real}, absolute=os.path.abspath(path))
         else:
-            yield Entry(path)
+            yield Entry(path, location=os.path.abspath(path))
 
 
-def _walk_dir(path: str, real: str, *, root: str, seen: set[str]) -> Iterator[Entry]:
+def _walk_dir(path: str, real: str, *, root: str, seen: set[str], absolute: str) -> Iterator[Entry]:
     if is_bag(real):
         yield Entry(path, bag=True)
         return
@@ -118,6 +119,7 @@ def _walk_dir(path: str, real: str, *, root: str, seen: set[str]) -> Iterator[En
         return
     for entry in entries:
         child = os.path.join(path, entry.name)
+        location = os.path.join(absolute, entry.name)
         if entry.is_symlink():
             try:
                 target = os.path.realpath(child, strict=True)
@@ -131,14 +133,15 @@ def _walk_dir(path: str, real: str, *, root: str, seen: set[str]) -> Iterator[En
                 if target in seen or (real + os.sep).startswith(target + os.sep):
                     yield Entry(child, f"{child}: symbolic link loop; not followed")
                     continue
-                yield from _walk_dir(child, target, root=root, seen=seen | {target})
+                yield from _walk_dir(child, target, root=root, seen=seen | {target},
+                                     absolute=location)
             else:
-                yield Entry(child)
+                yield Entry(child, location=location)
         elif entry.is_dir(follow_symlinks=False):
             target = os.path.join(real, entry.name)
-            yield from _walk_dir(child, target, root=root, seen=seen | {target})
+            yield from _walk_dir(child, target, root=root, seen=seen | {target}, absolute=location)
         elif entry.is_file(follow_symlinks=False):
-            yield Entry(child)
+            yield Entry(child, location=location)
         # sockets, FIFOs and devices are not documents: skipped
 
 
@@ -176,10 +179,11 @@ class Prepared:
     shared: tuple[int, int] | None = None
 
 
-def prepare(path: str) -> Prepared:
-    """Read, hash, sniff and extract one file. Never raises for a bad file."""
+def prepare(path: str, location: str | None = None) -> Prepared:
+    """Read, hash, sniff and extract one file. Never raises for a bad file. ``location``:
+    its absolute path, if known (recorded in its event)."""
     item = Prepared(path=path, filename=os.path.basename(path),
-                    location=printable(os.path.abspath(path)))
+                    location=printable(location or os.path.abspath(path)))
     try:
         with open(path, "rb") as stream:
             info = os.fstat(stream.fileno())
@@ -201,13 +205,13 @@ def prepare(path: str) -> Prepared:
     return item
 
 
-def prepare_many(paths: list[str]) -> list[Prepared]:
+def prepare_many(paths: list[tuple[str, str | None]]) -> list[Prepared]:
     """:func:`prepare` for a worker's task (one round trip for many small files).
 
     Neither a file's bytes nor a verbatim text (one whose UTF-8 is the bytes) travel back to
     the main process: pickling and piping them costs more than the main process reading the
     file again from the page cache (see :func:`reread`). Attachments keep their bytes."""
-    items = [hash_texts(prepare(path)) for path in paths]
+    items = [hash_texts(prepare(path, location)) for path, location in paths]
     pending = list(items)
     while pending:
         item = pending.pop()
@@ -584,7 +588,7 @@ def _read_ahead(entries: list[Entry], sizes: list[int], writer: Writer):
 
     if os.environ.get("STET_WORKERS", "").strip() or not readahead.available():
         return None
-    files = [entry.path for entry in entries if not entry.error]
+    files = [(entry.path, entry.location) for entry in entries if not entry.error]
     if len(files) < READ_AHEAD_MIN_FILES and sum(sizes) < READ_AHEAD_MIN_BYTES:
         return None
     return readahead.ReadAhead(files, flush=writer.flush)
@@ -618,7 +622,7 @@ def _prepared(entries: list[Entry], sizes: list[int],
     processes (none: in this one). At most two tasks per worker are in flight at a time."""
     if workers < 1:
         for entry in entries:
-            yield entry, (None if entry.error else hash_texts(prepare(entry.path)))
+            yield entry, (None if entry.error else hash_texts(prepare(entry.path, entry.location)))
         return
     methods = multiprocessing.get_all_start_methods()
     # fork: the workers need nothing re-imported; they never touch the parent's database.
@@ -630,7 +634,7 @@ def _prepared(entries: list[Entry], sizes: list[int],
     def submit() -> None:
         task = next(tasks, None)
         if task is not None:
-            paths = [entries[i].path for i in task if not entries[i].error]
+            paths = [(entries[i].path, entries[i].location) for i in task if not entries[i].error]
             pending.append((task, pool.submit(prepare_many, paths)))
 
     try:

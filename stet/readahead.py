@@ -51,13 +51,14 @@ def available() -> bool:
 
 
 class ReadAhead:
-    """Prepared files for ``paths``, in order, made by one worker process.
+    """Prepared files for ``paths`` (each a path and its absolute form, or None), in order,
+    made by one worker process.
 
     Use as a context manager (it forks on entry: enter it before starting any thread) and
     iterate; ``flush`` is called once everything handed out from a region has been given to
     the writer, and must store it (the region is then reused)."""
 
-    def __init__(self, paths: list[str], flush: Callable[[], None]) -> None:
+    def __init__(self, paths: list[tuple[str, str | None]], flush: Callable[[], None]) -> None:
         self.paths = paths
         self.flush = flush
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -135,8 +136,8 @@ def _work(paths, shared, results, free, parent_ends) -> None:
                 return free_slots.pop()
             return free.recv()  # EOFError when the main process is gone: the worker stops
 
-        for path in paths:
-            item = hash_texts(prepare(path))
+        for path, location in paths:
+            item = hash_texts(prepare(path, location))
             if item.data is not None:
                 if offset + item.size > SLOT_BYTES or len(batch) >= SLOT_FILES:
                     slot, offset, batch = send(), 0, []

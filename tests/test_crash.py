@@ -50,9 +50,9 @@ CHILD = textwrap.dedent(
 
     if where == "prepare":
         real_prepare = ingest.prepare
-        def prepare(path):
+        def prepare(*args):
             tick()
-            return real_prepare(path)
+            return real_prepare(*args)
         ingest.prepare = prepare
         if os.environ.get("CRASH_AHEAD"):  # the worker kills itself; the writer must stop
             readahead.prepare = prepare

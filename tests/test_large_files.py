@@ -219,7 +219,7 @@ def test_read_ahead_only_when_it_pays(monkeypatch):
     writer = Writer(None, Options(by="t"))
     texts = [Entry(f"{i}.txt") for i in range(100)]
     ahead = _read_ahead(texts, [1000] * 100, writer)
-    assert isinstance(ahead, readahead.ReadAhead) and ahead.paths == [e.path for e in texts]
+    assert isinstance(ahead, readahead.ReadAhead) and ahead.paths == [(e.path, e.location) for e in texts]
     assert _read_ahead(texts[:5], [1000] * 5, writer) is None  # a few small files: not worth it
     assert _read_ahead(texts[:1], [64 << 20], writer) is not None  # one file of 64 MiB is
     monkeypatch.setenv("STET_WORKERS", "0")  # everything in one process, as asked
