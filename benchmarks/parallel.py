@@ -17,6 +17,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -115,17 +116,22 @@ def main() -> None:
 
     db = args.work / "parallel.db"
     best = {"in one process": (float("inf"), 0), "worker processes": (float("inf"), 0)}
+    every: dict[str, list[float]] = {name: [] for name in best}
     for _ in range(args.runs):  # alternate, keep the best of each: others' load is noise
         for name, workers in (("in one process", "0"), ("worker processes", args.workers)):
             seconds, rss = timed(corpus, db, workers)
+            every[name].append(seconds)
             if seconds < best[name][0]:
                 best[name] = (seconds, rss)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     base = best["in one process"][0]
-    print(f"{'stet ingest -s':<18} {'best s':>8} {'x one process':>14} {'peak RSS MB':>12}")
+    print(f"{'stet ingest -s':<18} {'best s':>8} {'median s':>9} {'x one process':>14} "
+          f"{'peak RSS MB':>12}")
     for name, (seconds, rss) in best.items():
-        print(f"{name:<18} {seconds:>8.2f} {seconds / base:>14.2f} {rss / 1e6:>12.0f}")
+        print(f"{name:<18} {seconds:>8.2f} {statistics.median(every[name]):>9.2f} "
+              f"{seconds / base:>14.2f} {rss / 1e6:>12.0f}")
+    print("every run:", {name: [round(t, 2) for t in times] for name, times in every.items()})
     print(f"gain: {base / best['worker processes'][0]:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if not args.keep and not args.corpus:

@@ -295,6 +295,12 @@ class Writer:
         self._slots: list[list[dict[str, Any]]] = []
 
     @property
+    def pending(self) -> int:
+        """How many of the files given to :meth:`add` wait in the open batch, not yet
+        stored: always the last ones given."""
+        return len(self.batch)
+
+    @property
     def results(self) -> list[dict[str, Any]]:
         """One result per file (an attachment's after its message's), in the order added."""
         return [result for slot in self._slots for result in slot]
@@ -591,7 +597,7 @@ def _read_ahead(entries: list[Entry], sizes: list[int], writer: Writer):
     files = [(entry.path, entry.location) for entry in entries if not entry.error]
     if len(files) < READ_AHEAD_MIN_FILES and sum(sizes) < READ_AHEAD_MIN_BYTES:
         return None
-    return readahead.ReadAhead(files, flush=writer.flush)
+    return readahead.ReadAhead(files, writer)
 
 
 def _ahead(entries: list[Entry], ahead) -> Iterator[tuple[Entry, Prepared | None]]:

@@ -25,18 +25,21 @@ import mmap
 import multiprocessing
 import os
 import traceback
-from typing import Callable, Iterator
+from typing import Iterator
 
 from .errors import StetError
-from .ingest import SMALL_FILE, Prepared, hash_texts, prepare
+from .ingest import SMALL_FILE, Prepared, Writer, hash_texts, prepare
 
-#: Regions of the shared mapping: one being filled by the worker, the others being stored.
-SLOTS = 3
+#: Regions of the shared mapping (96 MiB in all). Small regions start the writer early and
+#: keep both processes busy; the writer's batches (BATCH_FILES, BATCH_BYTES) span several.
+SLOTS = 12
 #: The size of a region; a file larger than :data:`~stet.ingest.SMALL_FILE` is
 #: streamed by the writer from its path as before, so every file in a region fits.
-SLOT_BYTES = 32 * 1024 * 1024
+SLOT_BYTES = 8 * 1024 * 1024
 #: The most files one message (one region) carries, bounding the pickled facts.
-SLOT_FILES = 1000
+SLOT_FILES = 250
+#: The pipe that carries those facts: room for several regions' (about 80 KB each).
+PIPE_BYTES = 1024 * 1024
 
 assert SLOT_BYTES >= SMALL_FILE
 
@@ -55,18 +58,20 @@ class ReadAhead:
     made by one worker process.
 
     Use as a context manager (it forks on entry: enter it before starting any thread) and
-    iterate; ``flush`` is called once everything handed out from a region has been given to
-    the writer, and must store it (the region is then reused)."""
+    iterate, giving each item to ``writer`` in turn. A region is reused once every item from
+    it is stored (all but the last ``writer.pending`` items given); when the worker would run
+    out of regions, ``writer.flush()`` stores what is pending first."""
 
-    def __init__(self, paths: list[tuple[str, str | None]], flush: Callable[[], None]) -> None:
+    def __init__(self, paths: list[tuple[str, str | None]], writer: "Writer") -> None:
         self.paths = paths
-        self.flush = flush
+        self.writer = writer
         self._process: multiprocessing.process.BaseProcess | None = None
 
     def __enter__(self) -> "ReadAhead":
         context = multiprocessing.get_context("fork")
         self._map = mmap.mmap(-1, SLOTS * SLOT_BYTES)  # anonymous and shared: inherited by fork
         self._results, results_out = context.Pipe(duplex=False)
+        _widen(results_out)
         free_in, self._free = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_work, name="stet-readahead", daemon=True,
@@ -79,6 +84,8 @@ class ReadAhead:
 
     def __iter__(self) -> Iterator[Prepared]:
         view = memoryview(self._map)
+        held: list[tuple[int, int, list[Prepared]]] = []  # regions not yet all stored:
+        given = 0  # (slot, how many items were given up to its last, its items)
         try:
             while True:
                 try:
@@ -95,16 +102,27 @@ class ReadAhead:
                         offset, size = item.shared
                         item.data, item.shared = view[offset:offset + size], None
                     yield item
-                self.flush()  # everything in the region is stored: it may be filled again
-                for item in payload:
-                    item.data = None
+                given += len(payload)
+                held.append((slot, given, payload))
                 del payload
-                try:
-                    self._free.send(slot)
-                except OSError:
-                    pass  # the worker has finished (or died: the next message says so)
+                if len(held) >= SLOTS - 1:
+                    self.writer.flush()  # the worker is down to its last free region
+                stored = given - self.writer.pending
+                while held and held[0][1] <= stored:
+                    self._release(held.pop(0))
         finally:
+            held.clear()
             view.release()
+
+    def _release(self, region: tuple[int, int, list[Prepared]]) -> None:
+        """Give a stored region back to the worker, to be filled again."""
+        slot, _, items = region
+        for item in items:
+            item.data = None
+        try:
+            self._free.send(slot)
+        except OSError:
+            pass  # the worker has finished (or died: the next message says so)
 
     def __exit__(self, *exc_info) -> None:
         self._results.close()
@@ -119,6 +137,17 @@ class ReadAhead:
             self._map.close()
         except BufferError:
             pass  # a view is still held (an interrupted ingest): freed with the last of them
+
+
+def _widen(end) -> None:
+    """Make the pipe hold 1 MiB (Linux; 64 KiB by default), so that the worker can send a
+    region's facts and go on preparing without waiting for the writer to read them."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass  # another system, or a lower limit: the worker waits more, nothing else changes
 
 
 def _work(paths, shared, results, free, parent_ends) -> None:

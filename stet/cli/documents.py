@@ -30,8 +30,9 @@ def ingest(paths, source, title, restricted, supersedes, by, as_json, silent, db
     submitted them again, from where). A bad path is reported and the rest go on;
     the exit code is then 1. A folder that is a BagIt bag is validated completely
     (every checksum) before anything is written; an invalid bag stops the command,
-    naming the failing files. Many files are read in worker processes ($STET_WORKERS
-    sets how many; 0: none); the progress bar shows files, bytes and rate.
+    naming the failing files. Many files are read in other processes while this one
+    writes ($STET_WORKERS=N: a pool of N; 0: none); the progress bar shows files,
+    bytes and rate.
 
     \b
     Example:
