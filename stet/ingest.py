@@ -536,7 +536,7 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
     # running is unsafe); a worker pool goes without the thread, as it may fork at any time.
     ahead = _read_ahead(entries, sizes, writer) if workers < 1 else None
     checkpoints = store.background_checkpoints(conn) if workers < 1 else contextlib.nullcontext()
-    with bar as tick, ahead or contextlib.nullcontext(), checkpoints:
+    with bar as tick, ahead or contextlib.nullcontext(), checkpoints, store.page_cache(conn, 64):
         prepared = _ahead(entries, ahead) if ahead else _prepared(entries, sizes, workers)
         for (entry, item), size in zip(prepared, sizes):
             if item is None:

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
-from . import __version__, timeutil
+from . import __version__, store, timeutil
 from .errors import InvalidInput, StetError
 
 ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
@@ -500,28 +500,26 @@ def import_files(conn, chain, paths: Iterable[str | os.PathLike], *, by: str) ->
     results = []
     paused = gc.isenabled()
     gc.disable()  # many short-lived dicts and no cycles: collection would cost a third
-    (cache,) = conn.execute("PRAGMA cache_size").fetchone()
-    conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: random uuids spread over the index
     try:
-        for path in files(paths):
-            digest: list[str] = []
-            try:
-                if cpus() > 1 and path.stat().st_size >= WORKER_BYTES:
-                    batches = parse_in_worker(path, importer.BATCH, digest)
-                    with contextlib.closing(batches):  # a refusal stops the worker at once
-                        counts = importer.run_batches(batches)
-                else:
-                    counts = importer.run(read(path), parse)
-            except StetError as exc:
-                raise InvalidInput(f"{path}: {exc}") from None
-            result = {"file": str(path), "sha256": digest[0] if digest else file_sha256(path),
-                      **counts}
-            chain.append(actor=by, action="import", subject=f"file:{path.name}",
-                         details={**result, "file": os.path.abspath(path)})
-            results.append(result)
-        importer.finish()
+        with store.page_cache(conn, 256):  # random uuids spread over the index
+            for path in files(paths):
+                digest: list[str] = []
+                try:
+                    if cpus() > 1 and path.stat().st_size >= WORKER_BYTES:
+                        batches = parse_in_worker(path, importer.BATCH, digest)
+                        with contextlib.closing(batches):  # a refusal stops the worker at once
+                            counts = importer.run_batches(batches)
+                    else:
+                        counts = importer.run(read(path), parse)
+                except StetError as exc:
+                    raise InvalidInput(f"{path}: {exc}") from None
+                result = {"file": str(path), "sha256": digest[0] if digest else file_sha256(path),
+                          **counts}
+                chain.append(actor=by, action="import", subject=f"file:{path.name}",
+                             details={**result, "file": os.path.abspath(path)})
+                results.append(result)
+            importer.finish()
     finally:
-        conn.execute(f"PRAGMA cache_size = {int(cache)}")
         if paused:
             gc.enable()
     return results

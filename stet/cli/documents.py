@@ -8,8 +8,8 @@ import time
 
 import click
 
-from .common import (by_option, cli, db_option, echo_json, echo_json_lines, errors, json_option,
-                     open_archive, progressbar, silent_option, user)
+from .common import (by_option, cli, db_option, echo_json, echo_json_lines, echo_lines, errors,
+                     json_option, open_archive, progressbar, silent_option, user)
 
 
 @cli.command()
@@ -46,17 +46,14 @@ def ingest(paths, source, title, restricted, supersedes, by, as_json, silent, db
 
     results = archive.ingest(paths, by=user(by), source=source, title=title,
                              restricted=restricted, supersedes=supersedes, progress=progress)
-    for result in results:
-        if result["status"] == "error":
-            click.echo(f"Error: {result['error']}", err=True)
-        elif result.get("warning"):
-            click.echo(f"Warning: {result['path']}: {result['warning']}", err=True)
+    echo_lines([f"Error: {r['error']}" if r["status"] == "error"
+                else f"Warning: {r['path']}: {r['warning']}"
+                for r in results if r["status"] == "error" or r.get("warning")], err=True)
     if as_json:
         echo_json_lines({k: v for k, v in r.items() if k != "warning"} for r in results)
     else:
-        for r in results:
-            if r["status"] != "error":
-                click.echo(f"{r['status']:<9} {r['id']:>6}  {r['sha256'][:12]}  {r['path']}")
+        echo_lines(f"{r['status']:<9} {r['id']:>6}  {r['sha256'][:12]}  {r['path']}"
+                   for r in results if r["status"] != "error")
     if any(r["status"] == "error" for r in results):
         sys.exit(1)
 
