@@ -28,20 +28,19 @@ import traceback
 from typing import Iterator
 
 from .errors import StetError
-from .ingest import SMALL_FILE, Prepared, Writer, hash_texts, prepare
+from .ingest import Prepared, Writer, hash_texts, prepare
 
 #: Regions of the shared mapping (96 MiB in all). Small regions start the writer early and
 #: keep both processes busy; the writer's batches (BATCH_FILES, BATCH_BYTES) span several.
 SLOTS = 12
 #: The size of a region; a file larger than :data:`~stet.ingest.SMALL_FILE` is
-#: streamed by the writer from its path as before, so every file in a region fits.
+#: streamed by the writer from its path as before, so every file read whole fits in one.
 SLOT_BYTES = 8 * 1024 * 1024
 #: The most files one message (one region) carries, bounding the pickled facts.
 SLOT_FILES = 250
 #: The pipe that carries those facts: room for several regions' (about 80 KB each).
 PIPE_BYTES = 1024 * 1024
 
-assert SLOT_BYTES >= SMALL_FILE
 
 
 def available() -> bool:
@@ -167,7 +166,9 @@ def _work(paths, shared, results, free, parent_ends) -> None:
 
         for path, location in paths:
             item = hash_texts(prepare(path, location))
-            if item.data is not None:
+            # (a file that grew past a region between its size and its read keeps its bytes
+            # in the message, as a pool's worker sends attachments)
+            if item.data is not None and item.size <= SLOT_BYTES:
                 if offset + item.size > SLOT_BYTES or len(batch) >= SLOT_FILES:
                     slot, offset, batch = send(), 0, []
                 start = slot * SLOT_BYTES + offset

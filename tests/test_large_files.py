@@ -128,6 +128,7 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
 
     monkeypatch.setattr(readahead, "SLOT_FILES", 16)  # many regions, each reused
     monkeypatch.setattr(readahead, "SLOTS", 2)
+    monkeypatch.setattr(readahead, "SLOT_BYTES", 1 << 20)  # blob.bin (3 MiB) travels pickled
     monkeypatch.setattr(readahead, "available", lambda: True)
     ahead = []
     monkeypatch.setattr(readahead.ReadAhead, "__iter__",
