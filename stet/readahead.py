@@ -11,9 +11,9 @@ the main process binds views of them straight into its inserts. Only the small
 per-file facts (hash, size, media type, text length) are pickled.
 
 Integrity: the bytes stored are the very bytes the worker hashed (no second read that could
-see a changed file). A region is handed back to the worker only after the main process has
-inserted everything in it (``flush``), so a region is never rewritten while it is read.
-Memory is flat: the regions are allocated once, whatever the number of files.
+see a changed file). A region is handed back to the worker only after the writer has
+stored everything that came in it, so a region is never rewritten while it is read. Memory
+is flat: the regions are allocated once, whatever the number of files.
 
 If the main process dies (even ``kill -9``), the worker's pipes break and it exits; the
 mapping has no name, so nothing is left behind.
@@ -25,7 +25,7 @@ import mmap
 import multiprocessing
 import os
 import traceback
-from typing import Iterator
+from collections.abc import Iterator
 
 from .errors import StetError
 from .ingest import Prepared, Writer, hash_texts, prepare
@@ -40,7 +40,6 @@ SLOT_BYTES = 8 * 1024 * 1024
 SLOT_FILES = 250
 #: The pipe that carries those facts: room for several regions' (about 80 KB each).
 PIPE_BYTES = 1024 * 1024
-
 
 
 def available() -> bool:
@@ -61,12 +60,12 @@ class ReadAhead:
     it is stored (all but the last ``writer.pending`` items given); when the worker would run
     out of regions, ``writer.flush()`` stores what is pending first."""
 
-    def __init__(self, paths: list[tuple[str, str | None]], writer: "Writer") -> None:
+    def __init__(self, paths: list[tuple[str, str | None]], writer: Writer) -> None:
         self.paths = paths
         self.writer = writer
         self._process: multiprocessing.process.BaseProcess | None = None
 
-    def __enter__(self) -> "ReadAhead":
+    def __enter__(self) -> ReadAhead:
         context = multiprocessing.get_context("fork")
         self._map = mmap.mmap(-1, SLOTS * SLOT_BYTES)  # anonymous and shared: inherited by fork
         self._results, results_out = context.Pipe(duplex=False)

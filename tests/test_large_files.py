@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from stet.extract import EXTRACT_LIMIT
 
 LIMIT_MB = 300
@@ -228,3 +230,38 @@ def test_read_ahead_only_when_it_pays(monkeypatch):
     monkeypatch.delenv("STET_WORKERS")
     monkeypatch.setattr(readahead, "available", lambda: False)  # one CPU, or no fork
     assert _read_ahead(texts, [1000] * 100, writer) is None
+
+
+def test_read_ahead_stops_with_the_writer(tmp_path, monkeypatch):
+    """A writer that fails mid-ingest takes the read-ahead worker down with it: the error
+    comes through, the worker is gone, and what was committed is whole."""
+    import multiprocessing
+
+    from stet import Archive, readahead
+    from stet import ingest as ingest_module
+    from stet.errors import StetError
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for i in range(120):
+        (folder / f"{i:03d}.txt").write_text(f"شهادت {i}\n" * (i + 1), encoding="utf-8")
+    monkeypatch.delenv("STET_WORKERS", raising=False)
+    monkeypatch.setattr(readahead, "available", lambda: True)
+    monkeypatch.setattr(readahead, "SLOT_FILES", 10)
+    monkeypatch.setattr(ingest_module, "BATCH_FILES", 20)
+    writes = []
+    real_insert = ingest_module.Writer._insert
+
+    def failing(self, items):
+        writes.append(len(items))
+        if len(writes) == 3:
+            raise StetError("the disk is full")
+        return real_insert(self, items)
+
+    monkeypatch.setattr(ingest_module.Writer, "_insert", failing)
+    with Archive(tmp_path / "a.db") as archive:
+        with pytest.raises(StetError, match="the disk is full"):
+            archive.ingest([folder], by="t")
+        assert multiprocessing.active_children() == []
+        assert archive.verify() == []
+        assert len(archive.documents()) == 40  # two batches of twenty committed
