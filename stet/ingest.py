@@ -590,7 +590,7 @@ def _read_ahead(entries: list[Entry], sizes: list[int], writer: Writer):
     """A :class:`~stet.readahead.ReadAhead` worker when it pays: unless ``$STET_WORKERS``
     says otherwise (0: everything in this process), when there is a second CPU and enough to
     read (:data:`READ_AHEAD_MIN_BYTES` or :data:`READ_AHEAD_MIN_FILES`)."""
-    from . import readahead
+    from . import readahead  # here: stet.readahead imports this module
 
     if os.environ.get("STET_WORKERS", "").strip() or not readahead.available():
         return None
@@ -604,7 +604,7 @@ def _ahead(entries: list[Entry], ahead) -> Iterator[tuple[Entry, Prepared | None
     items = iter(ahead)
     for entry in entries:
         yield entry, (None if entry.error else next(items))
-    if next(items, None) is not None:  # runs the last region's flush and the worker's end
+    if next(items, None) is not None:  # receives the worker's end (and lets it exit)
         raise StetError("the reading process read more files than it was given")
 
 

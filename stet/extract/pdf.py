@@ -25,14 +25,6 @@ from . import Extraction, register, sniffer
 from .text import normalize_newlines
 
 NAME = "stet.pdf"
-
-
-@functools.cache
-def version() -> str:
-    """The extractor's version with PDFium's (imported on first use: it is slow to load)."""
-    import pypdfium2 as pdfium
-
-    return f"1 (pypdfium2 {pdfium.PYPDFIUM_INFO}, pdfium {pdfium.PDFIUM_INFO})"
 PAGE_SEPARATOR = "\f"
 
 _CAUSES = {
@@ -43,6 +35,14 @@ _CAUSES = {
     5: "encrypted with an unsupported security handler",
     6: "a page could not be read",
 }
+
+
+@functools.cache
+def version() -> str:
+    """The extractor's version with PDFium's (imported on first use: it is slow to load)."""
+    import pypdfium2 as pdfium
+
+    return f"1 (pypdfium2 {pdfium.PYPDFIUM_INFO}, pdfium {pdfium.PDFIUM_INFO})"
 
 
 @sniffer

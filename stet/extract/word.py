@@ -17,22 +17,13 @@ python-docx, in document order.
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
-import functools
-
 
 from . import Extraction, register, sniffer
 
 NAME = "stet.docx"
-
-
-@functools.cache
-def version() -> str:
-    """The extractor's version with python-docx's (imported on first use: it is slow to load)."""
-    from importlib.metadata import version as installed
-
-    return f"1 (python-docx {installed('python-docx')})"
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -115,6 +106,14 @@ def _part_lines(part) -> list[str]:
         if not any(lines):
             lines = []
     return lines
+
+
+@functools.cache
+def version() -> str:
+    """The extractor's version with python-docx's (imported on first use: it is slow to load)."""
+    from importlib.metadata import version as installed
+
+    return f"1 (python-docx {installed('python-docx')})"
 
 
 @register(MEDIA_TYPE)
