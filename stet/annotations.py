@@ -14,6 +14,7 @@ commit together or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -272,6 +273,30 @@ def event_details(revision: dict[str, Any]) -> dict[str, Any]:
         "revision_sha256": sha256_json({c: revision[c] for c in REVISION_COLUMNS
                                         if c not in ("annotation", "layer")}),
     }
+
+
+def rows_digest(rows: Iterable[tuple]) -> tuple[int, str]:
+    """How many revision rows (values in :data:`REVISION_COLUMNS` order), and the SHA-256 of
+    them all: each row as a JSON array (orjson: no spaces, UTF-8 kept) and a newline.
+
+    An import records this for the rows it wrote (ids ``first`` to ``last``) in its event,
+    and ``stet verify`` recomputes it from the table (:func:`revisions_digest`): a bulk import
+    has one event per file, not one per revision, and every row is still held to the chain."""
+    digest = hashlib.sha256()
+    count = 0
+    for row in rows:
+        digest.update(orjson.dumps(list(row)))
+        digest.update(b"\n")
+        count += 1
+    return count, digest.hexdigest()
+
+
+def revisions_digest(conn, first: int, last: int) -> tuple[int, str]:
+    """:func:`rows_digest` of the revision rows with ids from ``first`` to ``last``."""
+    cols = ", ".join(f'"{c}"' for c in REVISION_COLUMNS)
+    return rows_digest(conn.execute(
+        f"SELECT {cols} FROM annotation_revisions WHERE id BETWEEN ? AND ? ORDER BY id",
+        (first, last)))
 
 
 def check_motivation(motivation: str) -> str:

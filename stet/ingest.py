@@ -72,6 +72,9 @@ class Entry:
     bag: bool = False  # a folder that is a BagIt bag, to validate and expand
     details: dict[str, Any] | None = None  # provenance for the event (a bag's info)
     location: str | None = None  # the absolute path (made by the walk, not per file)
+    #: The path relative to the folder that was given (or the file's name): what a public
+    #: snapshot shows of where the file came from, never the absolute path.
+    name: str | None = None
 
 
 def walk(paths: Iterable[str | os.PathLike], *, exclude: frozenset[str] = frozenset()) -> Iterator[Entry]:
@@ -102,14 +105,16 @@ def _walk(paths: Iterable[str | os.PathLike]) -> Iterator[Entry]:
             yield Entry(path, f"{path}: {_reason(exc)}")
             continue
         if os.path.isdir(real):
-            yield from _walk_dir(path, real, root=real, seen={real}, absolute=os.path.abspath(path))
+            yield from _walk_dir(path, real, root=real, seen={real}, absolute=os.path.abspath(path),
+                                 relative="")
         else:
-            yield Entry(path, location=os.path.abspath(path))
+            yield Entry(path, location=os.path.abspath(path), name=os.path.basename(real))
 
 
-def _walk_dir(path: str, real: str, *, root: str, seen: set[str], absolute: str) -> Iterator[Entry]:
+def _walk_dir(path: str, real: str, *, root: str, seen: set[str], absolute: str,
+              relative: str) -> Iterator[Entry]:
     if is_bag(real):
-        yield Entry(path, bag=True)
+        yield Entry(path, bag=True, name=relative or os.path.basename(real))
         return
     try:
         with os.scandir(path) as it:
@@ -120,6 +125,7 @@ def _walk_dir(path: str, real: str, *, root: str, seen: set[str], absolute: str)
     for entry in entries:
         child = os.path.join(path, entry.name)
         location = os.path.join(absolute, entry.name)
+        name = f"{relative}/{entry.name}" if relative else entry.name
         if entry.is_symlink():
             try:
                 target = os.path.realpath(child, strict=True)
@@ -134,14 +140,15 @@ def _walk_dir(path: str, real: str, *, root: str, seen: set[str], absolute: str)
                     yield Entry(child, f"{child}: symbolic link loop; not followed")
                     continue
                 yield from _walk_dir(child, target, root=root, seen=seen | {target},
-                                     absolute=location)
+                                     absolute=location, relative=name)
             else:
-                yield Entry(child, location=location)
+                yield Entry(child, location=location, name=name)
         elif entry.is_dir(follow_symlinks=False):
             target = os.path.join(real, entry.name)
-            yield from _walk_dir(child, target, root=root, seen=seen | {target}, absolute=location)
+            yield from _walk_dir(child, target, root=root, seen=seen | {target}, absolute=location,
+                                 relative=name)
         elif entry.is_file(follow_symlinks=False):
-            yield Entry(child, location=location)
+            yield Entry(child, location=location, name=name)
         # sockets, FIFOs and devices are not documents: skipped
 
 
@@ -174,6 +181,9 @@ class Prepared:
     text_sha256: str | None = None
     #: The absolute path recorded in the ingest event (worked out where it was prepared).
     location: str | None = None
+    #: The public name of the file (:attr:`Entry.name`); an attachment's is its message's
+    #: with ``#`` and its own name.
+    name: str | None = None
     #: Where a small file's bytes wait in the read-ahead worker's shared memory (offset,
     #: size) until the main process takes a view of them (:mod:`stet.readahead`).
     shared: tuple[int, int] | None = None
@@ -282,6 +292,8 @@ class Options:
     restricted: bool = False
     supersedes: int | None = None
     details: dict[str, Any] = field(default_factory=dict)  # extra provenance (a bag's info)
+    #: Set by :func:`ingest`: the document superseded is restricted now, so the new one is.
+    supersedes_restricted: bool = False
 
 
 class Writer:
@@ -352,26 +364,39 @@ class Writer:
         known = _known(conn, items)
         blobs, chunks, documents, texts, events = [], [], [], [], []
 
-        def store(item: Prepared, parent: int | None, results: list[dict[str, Any]]) -> None:
+        def store(item: Prepared, parent: int | None, results: list[dict[str, Any]],
+                  inherited: bool = False) -> None:
             nonlocal next_id
             existing = known.get(item.sha256)
             time = timeutil.iso(timeutil.now())
             ext = item.extraction
+            given = item.details  # from a bag: its provenance, and a stet bag's record
+            # Restricted when asked, when a stet bag says so, when the message it came in is,
+            # and when the document it supersedes is (a version inherits its restriction).
+            restricted = bool(opts.restricted or given.get("restricted") or inherited
+                              or (parent is None and opts.supersedes_restricted))
+            source = opts.source if opts.source is not None else given.get("source")
             details = {
+                **opts.details,
+                **given,
                 "path": item.location or printable(item.path),
+                "name": printable(item.name or item.filename),
+                "filename": printable(item.filename),
                 "sha256": item.sha256,
                 "size": item.size,
                 "media_type": item.media_type,
-                "source": opts.source,
-                "restricted": opts.restricted,
-                **opts.details,
-                **item.details,
+                "source": source,
+                "restricted": restricted,
             }
             if existing is not None:
                 details["status"] = "duplicate"
                 events.append(dict(time=time, actor=opts.by, action="ingest-duplicate",
                                    subject=f"document:{existing}", document=existing, details=details))
-                results.append(_result(item, existing, "duplicate"))
+                warning = None
+                if restricted and not _restricted_now(conn, existing):
+                    warning = (f"already public as document {existing}; it stays public "
+                               f"(stet restrict {existing})")
+                results.append(_result(item, existing, "duplicate", warning=warning))
                 doc_id = existing
             else:
                 next_id += 1
@@ -392,10 +417,12 @@ class Writer:
                 if not (item.data is not None and ext.verbatim):
                     text_sha = item.text_sha256 or sha256_text(ext.text)
                 filename = printable(item.filename)
-                title = (opts.title if parent is None else None) or ext.title or filename
+                title = ((opts.title if parent is None else None) or given.get("title")
+                         or ext.title or filename)
+                supersedes = opts.supersedes if parent is None else None
                 documents.append((doc_id, item.sha256, title, filename, item.media_type,
-                                  item.size, opts.source, int(opts.restricted), opts.by, time,
-                                  parent, opts.supersedes if parent is None else None))
+                                  item.size, source, int(restricted), opts.by, time,
+                                  parent, supersedes))
                 # A verbatim text goes in as its raw bytes, CAST to TEXT: SQLite stores UTF-8
                 # as is, which spares encoding the string again (the file is valid UTF-8).
                 text_value = item.data if item.data is not None and ext.verbatim else ext.text
@@ -406,14 +433,19 @@ class Writer:
                                extractor=ext.extractor, extractor_version=ext.extractor_version)
                 if parent is not None:
                     details["parent"] = parent
+                if supersedes is not None:
+                    details["supersedes"] = supersedes
                 if ext.warning:
                     details["warning"] = ext.warning
                 events.append(dict(time=time, actor=opts.by, action="ingest",
                                    subject=f"document:{doc_id}", document=doc_id, details=details))
                 results.append(_result(item, doc_id, "new", warning=ext.warning))
             for part in item.parts:
-                part.details = part.details or item.details  # an attachment in a bag
-                store(part, doc_id, results)
+                # an attachment in a bag: the bag's provenance, not its message's stet record
+                part.details = part.details or {k: v for k, v in item.details.items()
+                                                if k not in ("restricted", "title", "original")}
+                part.name = f"{item.name or item.filename}#{part.filename}"
+                store(part, doc_id, results, inherited=restricted)
 
         for item in items:
             store(item, None, self._slots[item.slot])
@@ -451,6 +483,13 @@ class Writer:
                                   (item.sha256, seq, block))
         if digest.hexdigest() != item.sha256 or size != item.size:
             raise FileChanged(f"{item.path}: file changed while it was being ingested")
+
+
+def _restricted_now(conn, document: int) -> bool:
+    """Whether a document is restricted now, by the chain (:data:`store.STATE_ACTIONS`)."""
+    row = conn.execute("SELECT restricted FROM document_state WHERE document = ?",
+                       (document,)).fetchone()
+    return row is None or bool(row[0])
 
 
 def _known(conn, items: list[Prepared]) -> dict[str, int]:
@@ -530,6 +569,8 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
         raise StetError("--title takes a single file")
     sizes = [_size(entry) for entry in entries]
     workers = _workers(entries, sizes) if workers is None else workers
+    if options.supersedes is not None:
+        options.supersedes_restricted = _restricted_now(conn, options.supersedes)
     writer = Writer(conn, options)
     bar = progress(len(entries), sum(sizes)) if progress else contextlib.nullcontext(None)
     # The read-ahead worker forks before the checkpoint thread starts (forking with a thread
@@ -543,6 +584,7 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
                 writer.error(entry.path, entry.error)
             else:
                 item.details = entry.details or {}
+                item.name = entry.name
                 writer.add(item)
             if tick is not None:
                 tick(size)
@@ -558,7 +600,8 @@ def _open_bags(entries: list[Entry]) -> list[Entry]:
             expanded.append(entry)
             continue
         bag = open_bag(entry.path)
-        expanded.extend(Entry(os.path.join(entry.path, relative), details=bag.details(relative))
+        expanded.extend(Entry(os.path.join(entry.path, relative), details=bag.details(relative),
+                              name=f"{entry.name}/{relative}" if entry.name else relative)
                         for relative in bag.payload)
     return expanded
 

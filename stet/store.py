@@ -34,6 +34,7 @@ APPEND_ONLY = (
     "events",
     "layers",
     "annotation_revisions",
+    "_sqlite_migrations",
 )
 
 migrations = Migrations("stet")
@@ -50,7 +51,14 @@ UNIQUE_KEYS = {
     "events": [("seq",), ("hash",)],
     "layers": [("id",), ("name",)],
     "annotation_revisions": [("id",), ("annotation", "revision")],
+    "_sqlite_migrations": [("id",), ("migration_set", "name")],
 }
+
+#: The events that set a document's metadata: each records the whole state after it
+#: (``title``, ``source``, ``restricted``) in its details. A document's current state is
+#: that of the latest of them: the chain is the record (DESIGN.md, invariant 8).
+STATE_ACTIONS = ("ingest", "restrict", "unrestrict", "edit")
+_STATE_ACTIONS_SQL = "(" + ", ".join(f"'{a}'" for a in STATE_ACTIONS) + ")"
 
 
 def _append_only(table: str) -> str:
@@ -291,6 +299,34 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
         CREATE INDEX annotations_creator ON annotations(creator);
         {CURRENT_STATE_TRIGGERS}
         {''.join(_append_only(t) for t in ("layers", "annotation_revisions"))}
+        """
+    )
+
+
+@migrations()
+def m003_state_from_the_chain(db: sqlite_utils.Database) -> None:
+    _script(db,
+        f"""
+        -- The latest metadata event of each document, found without reading its other events.
+        CREATE INDEX events_document_state ON events(document, seq)
+            WHERE action IN {_STATE_ACTIONS_SQL};
+        -- A document's current title, source and restriction, read from the chain: from the
+        -- details of its latest ingest, restrict, unrestrict or edit event. A document with no
+        -- such event counts as restricted (fail safe); stet verify reports it.
+        CREATE VIEW document_state AS
+        SELECT d.id AS document,
+               CASE WHEN e.seq IS NULL THEN d.title ELSE json_extract(e.details, '$.title') END
+                   AS title,
+               CASE WHEN e.seq IS NULL THEN d.source ELSE json_extract(e.details, '$.source') END
+                   AS source,
+               CASE WHEN e.seq IS NULL THEN 1
+                    ELSE coalesce(json_extract(e.details, '$.restricted'), 1) != 0 END
+                   AS restricted,
+               e.seq AS event
+        FROM documents d LEFT JOIN events e ON e.seq = (
+            SELECT max(seq) FROM events INDEXED BY events_document_state
+            WHERE document = d.id AND action IN {_STATE_ACTIONS_SQL});
+        {_append_only("_sqlite_migrations")}
         """
     )
 
