@@ -303,6 +303,15 @@ def m002_annotations(db: sqlite_utils.Database) -> None:
     )
 
 
+#: The ids of the documents the public may not see: restricted now by the chain
+#: (``document_state``), or an attachment, at any depth, of one that is. Every export and
+#: page that leaves out restricted material selects with this one query.
+HIDDEN_DOCUMENTS = """WITH RECURSIVE hidden(id) AS (
+    SELECT document FROM document_state WHERE restricted
+    UNION SELECT d.id FROM documents d JOIN hidden h ON d.parent = h.id
+) SELECT id FROM hidden"""
+
+
 @migrations()
 def m003_state_from_the_chain(db: sqlite_utils.Database) -> None:
     _script(db,
