@@ -239,7 +239,9 @@ def test_ingest_email_stores_attachments_linked_to_the_message(run, archive, tmp
 
 @pytest.mark.parametrize("head, name, expected", [
     (b"%PDF-1.4\n", "report.txt", "application/pdf"),
-    (b"From: a@b\nTo: c@d\nSubject: hi\n\nbody", "note.txt", "message/rfc822"),
+    # a text file stays text (issue 10, item 11): a header block in a .txt is its text
+    (b"From: a@b\nTo: c@d\nSubject: hi\n\nbody", "note.txt", "text/plain"),
+    (b"From: a@b\nTo: c@d\nSubject: hi\n\nbody", "", "message/rfc822"),
     (b"From: me\nI wrote this note.\n", "note.txt", "text/plain"),
     (b"PK\x03\x04" + b"\x00" * 26 + b"mimetype", "a.zip", "application/zip"),
     (b"plain words", "letter.docx", "text/plain"),

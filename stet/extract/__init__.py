@@ -7,22 +7,32 @@ normalization, no dropped format characters; line ends are normalized to ``\\n``
 
 A format without an extractor, or a file an extractor cannot read, still gets an
 :class:`Extraction`, with an empty text and a warning: its bytes are archived all the same.
+
+Hostile files: the formats that are parsed (HTML, PDF, DOCX, email) are extracted in a
+child process with a time budget (:data:`TIMEOUT`, set for the process with
+:func:`configure` or per call with ``extract(..., timeout=)``) and, for DOCX, a memory
+budget; see :mod:`stet.extract.worker` and docs/formats.md, "Hostile files".
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import mimetypes
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from .. import __version__
+from . import worker
 
 #: Files larger than this are archived with an empty text and a warning: extraction
 #: holds the whole file and its text in memory, so it is bounded.
 EXTRACT_LIMIT = 32 * 1024 * 1024
+#: Seconds one file's extraction may take (formats extracted in a child process); past
+#: it the file keeps its bytes, with an empty text and a warning. ``None``: no limit.
+TIMEOUT: float | None = 30.0
 
 
 @dataclass
@@ -44,17 +54,54 @@ class Extraction:
 Extractor = Callable[[bytes], Extraction]
 
 _EXTRACTORS: dict[str, Extractor] = {}
+#: Media types extracted in the child process, with each one's memory budget (or None).
+_ISOLATED: dict[str, int | None] = {}
+_settings: dict[str, float | None] = {"timeout": TIMEOUT}
 
 
-def register(*media_types: str):
-    """Register an extractor for media types (a decorator)."""
+def register(*media_types: str, isolated: bool = False, memory: int | None = None):
+    """Register an extractor for media types (a decorator). ``isolated``: a parser that a
+    crafted file can keep busy, run in the child process within the time budget;
+    ``memory``: how many bytes that child may allocate for one file."""
 
     def decorate(fn: Extractor) -> Extractor:
         for media_type in media_types:
             _EXTRACTORS[media_type] = fn
+            if isolated:
+                _ISOLATED[media_type] = memory
+            else:
+                _ISOLATED.pop(media_type, None)
         return fn
 
     return decorate
+
+
+def configure(*, timeout: float | None = TIMEOUT) -> None:
+    """Set this process's extraction time budget in seconds (``None``: no budget, every
+    extraction in this process). Processes forked afterwards (ingest's workers) inherit it.
+
+    Example: ``stet.extract.configure(timeout=120)`` before ``Archive.ingest(...)``."""
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"the extraction timeout must be a positive number of seconds, not {timeout!r}")
+    _settings["timeout"] = timeout
+
+
+def timeout() -> float | None:
+    """The time budget in force in this process."""
+    return _settings["timeout"]
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """:func:`configure` the budget for a block (an ingest), then restore the one before.
+    ``seconds=None`` keeps the budget in force."""
+    previous = timeout()
+    if seconds is not None:
+        configure(timeout=seconds)
+    try:
+        yield
+    finally:
+        _settings["timeout"] = previous
 
 
 def empty(warning: str) -> Extraction:
@@ -68,21 +115,78 @@ def too_large(size: int) -> Extraction | None:
     return None
 
 
-def extract(data: bytes, media_type: str) -> Extraction:
-    """The text of ``data`` read as ``media_type``; never raises for bad content."""
+_UNSET: Any = object()
+
+
+def extract(data: bytes, media_type: str, *, timeout: float | None = _UNSET) -> Extraction:
+    """The text of ``data`` read as ``media_type``; never raises for bad content.
+
+    ``timeout``: seconds this file may take (default: :func:`configure`'s, else
+    :data:`TIMEOUT`; ``None``: no budget, extracted in this process)."""
     fn = _EXTRACTORS.get(media_type)
     if fn is None:
         return empty(f"no text extractor for {media_type}")
     if len(data) > EXTRACT_LIMIT:
         return too_large(len(data))
+    budget = _settings["timeout"] if timeout is _UNSET else timeout
+    if media_type in _ISOLATED and budget is not None and worker.available() and not _runner().inside:
+        return _in_child(data, media_type, budget)
+    return _run(fn, data, media_type)
+
+
+def _run(fn: Extractor, data: bytes, media_type: str) -> Extraction:
     try:
         return fn(data)
+    except MemoryError:
+        raise
     except Exception as exc:  # a corrupt file keeps its bytes, with the cause
         return empty(f"{media_type} could not be read: {type(exc).__name__}: {exc}")
 
 
+def _serve(request: tuple[bytes, str]) -> tuple[Extraction, bool]:
+    """In the child: one file extracted within its memory budget; (the extraction, whether
+    the child may go on: not after running out of memory)."""
+    data, media_type = request
+    memory = _ISOLATED.get(media_type)
+    peak = worker.peak_memory()
+    limit = worker.limit_memory(memory)
+    try:
+        result = _run(_EXTRACTORS[media_type], data, media_type)
+        # A C library (lxml) reports a failed allocation as its own error: the peak says why.
+        if result.warning is None or limit is None or worker.peak_memory() <= max(peak, limit - (8 << 20)):
+            return result, True
+    except MemoryError:
+        pass
+    finally:
+        worker.limit_memory(None)
+    return empty(f"not extracted: it needed more than the {memory}-byte memory budget for {media_type}"), False
+
+
+def _in_child(data: bytes, media_type: str, budget: float) -> Extraction:
+    try:
+        return _runner().ask((data, media_type), budget)
+    except TimeoutError:
+        return empty(f"not extracted: took longer than {budget:g} s (the extraction time limit)")
+    except worker.Died as died:
+        return empty(f"not extracted: the extracting process {died} while reading it")
+
+
+@functools.cache
+def _runner() -> worker.Runner:
+    return worker.Runner(_serve)
+
+
+def shutdown() -> None:
+    """End this process's extracting child, if there is one (it also ends at exit)."""
+    _runner().shutdown()
+
+
 def detect_media_type(head: bytes, filename: str = "") -> str:
-    """The media type from the first bytes of a file (at least 8 KiB), then its name."""
+    """The media type from the first bytes of a file (at least 8 KiB), then its name.
+
+    Content wins only on a real signature at its real place; a file whose name says text
+    stays text unless it starts with a binary format's signature (docs/formats.md,
+    "Hostile files")."""
     from .text import looks_like_text
 
     by_name = _by_extension(os.path.splitext(filename)[1].lower()) if filename else None
@@ -106,13 +210,24 @@ def _by_extension(extension: str) -> str | None:
 _TEXTUAL = {"application/json", "application/xml", "application/javascript", "message/rfc822"}
 
 
+def says_text(by_name: str | None) -> bool:
+    """Whether a file's name says it is text other than HTML (``.txt``, ``.md``, ``.csv``,
+    ``.json``...): content sniffing then claims it for another text format (HTML, email)
+    never; only a binary signature at its place (``%PDF-`` at offset 0, a ZIP) overrides it."""
+    if by_name is None:
+        return False
+    if by_name.startswith("text/"):
+        return by_name != "text/html"
+    return by_name in ("application/json", "application/javascript")
+
+
 _MARKUP_START = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?[\s\x00]*<")
 
 
 def _sniff_html(head: bytes, by_name: str | None) -> str | None:
     from .text import decode_head
 
-    if not _MARKUP_START.match(head):  # cheap test first: this runs for every file ingested
+    if says_text(by_name) or not _MARKUP_START.match(head):  # cheap tests first: runs per file
         return None
     start = decode_head(head)[:1024].lstrip("\ufeff \t\r\n").lower()
     if start.startswith(("<!doctype html", "<html")) or (

@@ -122,7 +122,7 @@ def _walk(node, out: _Lines, preserve: bool) -> None:
             stack.append((child, inner, False))
 
 
-@register("text/html", "application/xhtml+xml")
+@register("text/html", "application/xhtml+xml", isolated=True)
 def extract_html(data: bytes) -> Extraction:
     markup, encoding = decode_html(data)
     tree = LexborHTMLParser(markup)

@@ -45,13 +45,22 @@ def version() -> str:
     return f"1 (pypdfium2 {pdfium.PYPDFIUM_INFO}, pdfium {pdfium.PDFIUM_INFO})"
 
 
+_SIGNATURE = re.compile(rb"%PDF-\d")
+
+
 @sniffer
 def sniff_pdf(head: bytes, by_name: str | None) -> str | None:
-    """``%PDF-`` in the first KiB (PDF readers accept leading junk before it)."""
-    return "application/pdf" if re.search(rb"%PDF-\d", head[:1024]) else None
+    """``%PDF-`` and a digit at the very start; or anywhere in the first KiB of a file
+    named as a PDF (PDFium, like Acrobat, looks for the header in the first 1,024 bytes,
+    so such a file opens as a PDF). A text file that mentions ``%PDF-1`` stays text."""
+    if _SIGNATURE.match(head):
+        return "application/pdf"
+    if by_name == "application/pdf" and _SIGNATURE.search(head[:1024]):
+        return "application/pdf"
+    return None
 
 
-@register("application/pdf")
+@register("application/pdf", isolated=True)
 def extract_pdf(data: bytes) -> Extraction:
     import pypdfium2 as pdfium
 

@@ -13,18 +13,36 @@ python-docx, in document order.
   (``mc:Fallback``) are not text; text boxes are read once, where they are anchored.
 - A password-protected file (an OLE container holding ``EncryptionInfo``) or a file that is
   not a valid DOCX keeps its bytes, with an empty text and a warning naming the cause.
+- A ZIP bomb is not unzipped: before python-docx sees the file, its central directory and
+  then each member, read in blocks and counted, must stay within :data:`MEMBERS`,
+  :data:`MEMBER_BYTES`, :data:`UNZIPPED_BYTES` and :data:`RATIO`; otherwise the file keeps
+  its bytes, with an empty text and a warning naming the bound. The extraction runs in the
+  child process (:mod:`stet.extract.worker`) with :data:`MEMORY` as its memory budget.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import struct
 import zipfile
 
 from . import Extraction, register, sniffer
 
 NAME = "stet.docx"
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+#: Bounds on what a DOCX may unzip to (python-docx reads every part into memory, and lxml
+#: needs 10 to 25 times an XML part's size for its tree): members in the ZIP, bytes of one
+#: member, bytes of all members, and the compression ratio of a member over RATIO_FROM bytes
+#: (XML compresses about 5 to 20 times; DEFLATE allows about 1,000).
+MEMBERS = 10_000
+MEMBER_BYTES = 32 * 1024 * 1024
+UNZIPPED_BYTES = 64 * 1024 * 1024
+RATIO = 200
+RATIO_FROM = 1024 * 1024
+#: The memory one DOCX's extraction may allocate (the child's RLIMIT_AS, above its size).
+MEMORY = 192 * 1024 * 1024
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
@@ -108,6 +126,66 @@ def _part_lines(part) -> list[str]:
     return lines
 
 
+class Bomb(Exception):
+    """A ZIP that would unzip past one of the bounds."""
+
+
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+
+
+def _member_count(data: bytes) -> int | None:
+    """The number of members the end of central directory record declares (read before
+    :mod:`zipfile` builds an object for each), or None if there is none to read."""
+    end = data.rfind(_EOCD, max(0, len(data) - 22 - 65535))
+    if end < 0 or end + 22 > len(data):
+        return None
+    (count,) = struct.unpack_from("<H", data, end + 10)
+    locator = end - 20
+    if count == 0xFFFF and locator >= 0 and data.startswith(_EOCD64_LOCATOR, locator):
+        (offset,) = struct.unpack_from("<Q", data, locator + 8)
+        if offset + 40 <= len(data):
+            (count,) = struct.unpack_from("<Q", data, offset + 32)
+    return count
+
+
+def check_unzipped(data: bytes) -> None:
+    """Raise :class:`Bomb` if the ZIP ``data`` unzips past the bounds: declared sizes
+    first, then each member read in blocks and counted, stopping at the bound (a declared
+    size can lie)."""
+    count = _member_count(data)
+    if count is not None and count > MEMBERS:
+        raise Bomb(f"{count} members in the ZIP, over the limit of {MEMBERS}")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+        if len(members) > MEMBERS:
+            raise Bomb(f"{len(members)} members in the ZIP, over the limit of {MEMBERS}")
+        declared = 0
+        for info in members:
+            _check_member(info.filename, info.file_size, info.compress_size)
+            declared += info.file_size
+        if declared > UNZIPPED_BYTES:
+            raise Bomb(f"it would unzip to {declared} bytes, over the {UNZIPPED_BYTES}-byte limit")
+        total = 0
+        for info in members:
+            size = 0
+            with archive.open(info) as stream:
+                while block := stream.read(1024 * 1024):
+                    size += len(block)
+                    total += len(block)
+                    _check_member(info.filename, size, info.compress_size)
+                    if total > UNZIPPED_BYTES:
+                        raise Bomb(f"it unzips to more than {UNZIPPED_BYTES} bytes, over the limit")
+
+
+def _check_member(name: str, size: int, compressed: int) -> None:
+    if size > MEMBER_BYTES:
+        raise Bomb(f"{name} would unzip to {size} bytes, over the {MEMBER_BYTES}-byte limit for one member")
+    if size > RATIO_FROM and size > RATIO * max(compressed, 1):
+        raise Bomb(f"{name} would unzip to {size} bytes from {compressed}, "
+                   f"over the compression ratio limit of {RATIO}")
+
+
 @functools.cache
 def version() -> str:
     """The extractor's version with python-docx's (imported on first use: it is slow to load)."""
@@ -116,7 +194,7 @@ def version() -> str:
     return f"1 (python-docx {installed('python-docx')})"
 
 
-@register(MEDIA_TYPE)
+@register(MEDIA_TYPE, isolated=True, memory=MEMORY)
 def extract_docx(data: bytes) -> Extraction:
     import docx  # imported on first use: it is slow to load
     from docx.opc.exceptions import PackageNotFoundError
@@ -125,6 +203,13 @@ def extract_docx(data: bytes) -> Extraction:
         cause = ("encrypted: a password-protected Office document" if _ENCRYPTION_INFO in data
                  else "an OLE container (Word 97-2003?), not a DOCX")
         return Extraction("", NAME, version(), warning=f"DOCX not read: {cause}")
+    try:
+        check_unzipped(data)
+    except Bomb as bomb:
+        return Extraction("", NAME, version(), warning=f"DOCX not read: a ZIP bomb? {bomb}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as exc:
+        return Extraction("", NAME, version(),
+                          warning=f"DOCX not read: corrupt or not a DOCX ({type(exc).__name__}: {exc})")
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, PackageNotFoundError, KeyError, ValueError) as exc:
