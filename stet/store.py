@@ -58,7 +58,7 @@ UNIQUE_KEYS = {
 #: (``title``, ``source``, ``restricted``) in its details. A document's current state is
 #: that of the latest of them: the chain is the record (DESIGN.md, invariant 8).
 STATE_ACTIONS = ("ingest", "restrict", "unrestrict", "edit")
-_STATE_ACTIONS_SQL = "(" + ", ".join(f"'{a}'" for a in STATE_ACTIONS) + ")"
+STATE_ACTIONS_SQL = "(" + ", ".join(f"'{a}'" for a in STATE_ACTIONS) + ")"
 
 
 def _append_only(table: str) -> str:
@@ -318,7 +318,7 @@ def m003_state_from_the_chain(db: sqlite_utils.Database) -> None:
         f"""
         -- The latest metadata event of each document, found without reading its other events.
         CREATE INDEX events_document_state ON events(document, seq)
-            WHERE action IN {_STATE_ACTIONS_SQL};
+            WHERE action IN {STATE_ACTIONS_SQL};
         -- A document's current title, source and restriction, read from the chain: from the
         -- details of its latest ingest, restrict, unrestrict or edit event. A document with no
         -- such event counts as restricted (fail safe); stet verify reports it.
@@ -334,26 +334,62 @@ def m003_state_from_the_chain(db: sqlite_utils.Database) -> None:
                e.seq AS event
         FROM documents d LEFT JOIN events e ON e.seq = (
             SELECT max(seq) FROM events INDEXED BY events_document_state
-            WHERE document = d.id AND action IN {_STATE_ACTIONS_SQL});
+            WHERE document = d.id AND action IN {STATE_ACTIONS_SQL});
         {_append_only("_sqlite_migrations")}
         """
     )
 
 
-def connect(path: str, *, create: bool = True, readonly: bool = False) -> sqlite_utils.Database:
+def connect(path: str, *, create: bool = True, readonly: bool = False,
+            check: bool = True) -> sqlite_utils.Database:
     """Open an archive: WAL, foreign keys, a busy timeout, migrations applied.
 
-    ``readonly`` opens the file as it is (SQLite's ``mode=ro``): no migration, no change of
-    journal mode, not a byte written, so reading and verifying a published snapshot leaves
-    its SHA-256 unchanged."""
+    ``readonly`` opens the file as it is: no migration, no change of journal mode, not a
+    byte written, and no ``-wal`` or ``-shm`` file left beside it, so reading and verifying
+    a published snapshot leaves its SHA-256 unchanged (DESIGN.md, invariant 9). It refuses
+    an archive that needs migrating unless ``check`` is false (``stet verify`` reports a
+    damaged schema instead of refusing to look at it)."""
     if readonly:
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        # A snapshot is in rollback-journal mode: SQLite's ``mode=ro`` reads it and creates
+        # nothing. A live archive is in WAL mode, where every reader needs the ``-wal`` and
+        # ``-shm`` files. While a writer has the archive open they exist, and ``mode=ro``
+        # shares them (it sees every committed write). When none does, they are absent, and
+        # ``mode=ro`` (SQLite 3.22+) creates them, but being read-only can never checkpoint
+        # and so never deletes them: they stay beside the archive after it closes (measured
+        # with SQLite 3.40). A read-write connection creates them just the same and, as the
+        # last connection to close, checkpoints (nothing: the empty log copies no page, the
+        # file is byte-identical, its mtime unchanged) and deletes them, as SQLite always
+        # does. So a quiescent WAL archive is read through a read-write connection with
+        # ``query_only`` on, which refuses every statement that would write. If a writer
+        # opens the archive meanwhile, SQLite's locks coordinate the two as for any pair of
+        # connections; whatever its commits leave in the log when we close is copied in by
+        # our closing checkpoint (its write, not ours). ``immutable=1`` would create nothing,
+        # but would not see a concurrent writer's commits, and is only for a file that
+        # cannot change. ``query_only`` is set on both paths alike, so that a read which
+        # tries to write anything (even a TEMP table, which ``mode=ro`` alone would allow)
+        # fails the same way on a snapshot as on a live archive: build scratch tables in a
+        # connection of their own (``sqlite3.connect(":memory:")``).
+        try:
+            with open(path, "rb") as f:
+                header = f.read(20)  # bytes 18 and 19 are 2 in WAL mode
+        except OSError:
+            header = b""
+        quiescent_wal = (header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
+                         and not os.path.exists(path + "-wal"))
+        mode = "rw" if quiescent_wal else "ro"
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=" + mode
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA query_only = 1")
         db = sqlite_utils.Database(conn)
         try:
-            pending = migrations.pending(db)
+            if check:
+                pending = migrations.pending(db)
+            else:  # a damaged stet archive still has some of its tables; another file none
+                tables = {name for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                pending = [] if tables & {"_sqlite_migrations", "documents", "events"} else ["all"]
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StetError(f"{path} is not a stet archive ({exc})") from None

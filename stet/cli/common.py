@@ -75,12 +75,22 @@ def errors(fn):
     return wrapper
 
 
-def open_archive(db_path: str, *, create: bool = False, readonly: bool = False) -> Archive:
+def open_archive(db_path: str, *, create: bool = False, readonly: bool = False,
+                 check: bool = True) -> Archive:
     """Open the archive; reading commands refuse a file that does not exist yet, and with
-    ``readonly`` write nothing at all to it (not even a change of journal mode)."""
+    ``readonly`` write nothing at all to it (not even a change of journal mode, nor a ``-wal``
+    or ``-shm`` file left beside it): every command that does not write opens it so. A
+    read-only open refuses an archive that needs migrating, unless ``check`` is false (only
+    ``stet verify``, which reports a damaged schema as problems)."""
     if not create and not os.path.exists(db_path):
         raise click.ClickException(f"no archive at {db_path} (ingest something first, or give --db)")
-    return Archive(db_path, readonly=readonly)
+    archive = Archive(db_path, readonly=readonly, check=check)
+    # Closed when the command ends, not whenever the collector gets to it: the last
+    # connection to close a WAL archive is the one that removes its -wal and -shm files.
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(archive.close)
+    return archive
 
 
 def user(by: str | None) -> str:
