@@ -24,9 +24,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 from . import annotations as annotations_module
 from . import ingest as ingest_module
-from . import store
+from . import state, store
 from . import w3c
 from .errors import Ambiguous, InvalidInput, NotFound
+from .extract import time_budget
 from .hashing import CHUNK_SIZE
 from .provenance import Chain, iter_events
 from .verify import verify as verify_archive
@@ -35,6 +36,13 @@ DOCUMENT_COLUMNS = (
     "id", "sha256", "title", "filename", "media_type", "size", "source", "restricted",
     "ingested_by", "ingested_at", "parent", "supersedes",
 )
+
+#: The columns as selected: title, source and restriction are the current state, read from
+#: the chain (the ``document_state`` view); the rest is the row as ingested.
+_CURRENT = {"title": "s.title", "source": "s.source", "restricted": "s.restricted"}
+_SELECT_DOCUMENT = ", ".join(_CURRENT.get(c, "d." + c) for c in DOCUMENT_COLUMNS)
+_FROM_DOCUMENT = ("FROM documents d JOIN document_state s ON s.document = d.id "
+                  "LEFT JOIN texts t ON t.document = d.id")
 
 _HEX = re.compile(r"[0-9a-f]+")
 
@@ -54,12 +62,20 @@ class Archive:
     """An archive file: SQLite in WAL mode, migrated on open."""
 
     def __init__(self, path: str | os.PathLike = "archive.db", *, create: bool = True,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, check: bool = True) -> None:
+        """``readonly``: write nothing to the file (see :func:`stet.store.connect`), and refuse
+        one that needs migrating unless ``check`` is false (``stet verify`` of a damaged schema)."""
         self.path = Path(path)
         if (readonly or not create) and not self.path.exists():
             raise NotFound(f"no archive at {self.path}")
-        self.db = store.connect(str(self.path), create=True, readonly=readonly)
+        self.db = store.connect(str(self.path), create=True, readonly=readonly, check=check)
         self.conn = self.db.conn
+
+    def head(self) -> dict[str, Any]:
+        """The chain's length and head hash, ``{"length": N, "head": "HEX"}`` (64 zeros for
+        an empty chain): an anchor to keep elsewhere for ``stet verify --expect-head N:HEX``."""
+        length, head = Chain(self.conn).head()
+        return {"length": length, "head": head}
 
     def close(self) -> None:
         self.conn.close()
@@ -98,8 +114,12 @@ class Archive:
         restricted: bool = False,
         supersedes: str | int | None = None,
         progress: Callable | None = None,
+        extract_timeout: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Ingest files and folders; one result dict per file (see ``stet ingest --json``)."""
+        """Ingest files and folders; one result dict per file (see ``stet ingest --json``).
+        ``extract_timeout``: seconds one file's text extraction may take (default
+        :data:`stet.extract.TIMEOUT`); past it the file is kept with an empty text and a
+        warning."""
         options = ingest_module.Options(
             by=by or default_user(),
             source=source,
@@ -107,8 +127,9 @@ class Archive:
             restricted=restricted,
             supersedes=self.resolve(supersedes) if supersedes is not None else None,
         )
-        return ingest_module.ingest(self.conn, [os.fspath(p) for p in paths], options,
-                                    progress=progress)
+        with time_budget(extract_timeout):  # the worker processes forked inside inherit it
+            return ingest_module.ingest(self.conn, [os.fspath(p) for p in paths], options,
+                                        progress=progress)
 
     def resolve(self, ref: str | int) -> int:
         """A document id from an id or a SHA-256 prefix of 8+ hex digits (``sha256:`` optional)."""
@@ -147,19 +168,15 @@ class Archive:
         return rows[0][0]
 
     def documents(self) -> list[dict[str, Any]]:
-        sql = (
-            f"SELECT {', '.join('d.' + c for c in DOCUMENT_COLUMNS)}, t.length, t.extractor "
-            "FROM documents d LEFT JOIN texts t ON t.document = d.id ORDER BY d.id"
-        )
+        sql = f"SELECT {_SELECT_DOCUMENT}, t.length, t.extractor {_FROM_DOCUMENT} ORDER BY d.id"
         return [self._document_dict(row) for row in self.conn.execute(sql)]
 
     def document(self, ref: str | int) -> dict[str, Any]:
         """One document's record, with its text's hash, length, extractor and warning."""
         doc_id = self.resolve(ref)
         row = self.conn.execute(
-            f"SELECT {', '.join('d.' + c for c in DOCUMENT_COLUMNS)}, t.length, t.extractor, "
-            "t.sha256, t.extractor_version, t.encoding, t.warning "
-            "FROM documents d LEFT JOIN texts t ON t.document = d.id WHERE d.id = ?",
+            f"SELECT {_SELECT_DOCUMENT}, t.length, t.extractor, t.sha256, t.extractor_version, "
+            f"t.encoding, t.warning {_FROM_DOCUMENT} WHERE d.id = ?",
             (doc_id,),
         ).fetchone()
         record = self._document_dict(row[:-4])
@@ -173,6 +190,32 @@ class Archive:
         record = dict(zip(DOCUMENT_COLUMNS + ("text_length", "extractor"), row))
         record["restricted"] = bool(record["restricted"])
         return record
+
+    def document_history(self, ref: str | int) -> list[dict[str, Any]]:
+        """Every title, source and restriction the document had, oldest first, each with
+        who set it, when and why (see :mod:`stet.state`)."""
+        return state.history(self.conn, self.resolve(ref))
+
+    def restrict(self, ref: str | int, *, reason: str, by: str | None = None) -> dict[str, Any]:
+        """Withhold a document (and its attachments) from the public: an event."""
+        doc_id = self.resolve(ref)
+        with self.write() as chain:
+            return state.restrict(self.conn, chain, doc_id, by=by or default_user(), reason=reason)
+
+    def unrestrict(self, ref: str | int, *, reason: str, by: str | None = None) -> dict[str, Any]:
+        """Make a restricted document public again: an event."""
+        doc_id = self.resolve(ref)
+        with self.write() as chain:
+            return state.unrestrict(self.conn, chain, doc_id, by=by or default_user(),
+                                    reason=reason)
+
+    def edit(self, ref: str | int, *, reason: str, title: str | None = None,
+             source: str | None = None, by: str | None = None) -> dict[str, Any]:
+        """Correct a document's title or source: an event; the old value stays on record."""
+        doc_id = self.resolve(ref)
+        with self.write() as chain:
+            return state.edit(self.conn, chain, doc_id, by=by or default_user(), reason=reason,
+                              title=title, source=source)
 
     def text(self, ref: str | int) -> str:
         doc_id = self.resolve(ref)
@@ -247,11 +290,29 @@ class Archive:
         return annotations_module.history(self.conn, annotation)
 
     def export(self, out, documents: Iterable[str | int] = (), *, fmt: str = "w3c",
-               layer: str | None = None, history: bool = False) -> int:
-        """Write annotations as W3C JSON-LD, JSON Lines or brat to ``out``; return the count."""
+               layer: str | None = None, history: bool = False,
+               include_restricted: bool = False) -> dict[str, int]:
+        """Write annotations as W3C JSON-LD, JSON Lines or brat to ``out``; return how many
+        (``annotations``) and how many on hidden documents were left out (``left_out``).
+
+        Annotations on documents the public may not see (restricted now, or an attachment
+        of one: :data:`stet.store.HIDDEN_DOCUMENTS`) leave only with ``include_restricted``;
+        naming such a document without it is an error, raised before anything is written."""
         doc_ids = [self.resolve(d) for d in documents] or None
-        return w3c.export(self.conn, out, fmt=fmt, documents=doc_ids, layer=layer,
-                          history=history)
+        left_out = 0
+        if not include_restricted:
+            if doc_ids:
+                hidden = {row[0] for row in self.conn.execute(
+                    f"SELECT id FROM ({store.HIDDEN_DOCUMENTS}) "
+                    f"WHERE id IN ({', '.join('?' * len(doc_ids))})", doc_ids)}
+                for doc_id in doc_ids:
+                    if doc_id in hidden:
+                        raise InvalidInput(f"document {doc_id} is restricted: give "
+                                           "--include-restricted to export it")
+            left_out = w3c.left_out(self.conn, documents=doc_ids, layer=layer, history=history)
+        count = w3c.export(self.conn, out, fmt=fmt, documents=doc_ids, layer=layer,
+                           history=history, include_restricted=include_restricted)
+        return {"annotations": count, "left_out": left_out}
 
     def import_(self, paths: Iterable[str | os.PathLike], *,
                 by: str | None = None) -> list[dict[str, Any]]:
@@ -277,21 +338,27 @@ class Archive:
             for table in ("documents", "events", "annotation_revisions")
         }
 
-    def verify(self) -> list[str]:
-        """Every problem found (an empty list when the archive is sound)."""
-        return verify_archive(self.conn)
+    def verify(self, *, expect_head: tuple[int, str] | None = None) -> list[str]:
+        """Every problem found (an empty list when the archive is sound); ``expect_head``:
+        ``(length, hash)`` from an earlier ``stet log --head`` (see :func:`stet.verify.verify`)."""
+        return verify_archive(self.conn, expect_head=expect_head)
 
-    def prov(self, document: str | int) -> str:
-        """The document's lineage as W3C PROV-JSON (see :mod:`stet.lineage`)."""
+    def prov(self, document: str | int, *, include_restricted: bool = False) -> str:
+        """The document's lineage as W3C PROV-JSON (see :mod:`stet.lineage`); a restricted
+        document only with ``include_restricted``."""
         from .lineage import prov_json
 
-        return prov_json(self, document)
+        return prov_json(self, document, include_restricted=include_restricted)
 
     # -- bags -----------------------------------------------------------------------------
 
     def bag_export(self, directory: str | os.PathLike, documents: Iterable[str | int] = (), *,
-                   organization: str | None = None, identifier: str | None = None) -> dict[str, Any]:
-        """Write documents (all by default) as a BagIt bag; a read: no event (see :mod:`stet.bags`)."""
+                   organization: str | None = None, identifier: str | None = None,
+                   include_restricted: bool = False) -> dict[str, Any]:
+        """Write documents (all by default) as a BagIt bag; a read: no event (see :mod:`stet.bags`).
+        Hidden documents (restricted, or an attachment of one) are left out, and counted in
+        the summary's ``left_out``, unless ``include_restricted``; naming one is an error."""
         from .bags import export
 
-        return export(self, directory, documents, organization=organization, identifier=identifier)
+        return export(self, directory, documents, organization=organization, identifier=identifier,
+                      include_restricted=include_restricted)

@@ -25,22 +25,30 @@ one to the original. ``stet verify`` passes on the snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # no flock: leftovers are then never removed, nothing is risked
+    fcntl = None
 
 import sqlite_utils
 
 from . import __version__, store
 from .errors import InvalidInput, NotFound, StetError
-from .hashing import sha256_file
-from .provenance import Chain
+from .hashing import canonical_json, sha256_file
+from .provenance import EVENT_FIELDS, Chain, event_hash
+from .store import STATE_ACTIONS_SQL
 
 #: Bumped whenever what a snapshot holds changes, so cached snapshots are rebuilt.
-FORMAT = 1
+FORMAT = 2
 
 TOKENIZER = "unicode61 remove_diacritics 2"
 
@@ -77,20 +85,11 @@ def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None
         raise NotFound(f"no folder {out.parent}")
     from .archive import Archive, default_user
 
-    with Archive(source, create=False):  # migrates the source if it is older
+    # A publication (recorded) writes to the source: it migrates an older one first. A
+    # cache for serving (not recorded) only reads it, and leaves its bytes as they are.
+    with Archive(source, create=False, readonly=not record):
         pass
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    _remove(tmp)
-    try:
-        summary = _build(source, tmp)
-        summary["sha256"], summary["size"] = _file_hash(tmp)
-        os.replace(tmp, out)
-    except (OSError, sqlite3.OperationalError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise StetError(f"cannot write {out}: {reason.lower()}") from None
-    finally:
-        _remove(tmp)
-    summary["path"] = str(out)
+    summary = _write(source, out)
     if record:
         with Archive(source) as archive, archive.write() as chain:
             event = chain.append(
@@ -100,6 +99,9 @@ def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None
                          "snapshot_head": summary["head"], "format": FORMAT},
             )
         summary["event"] = event["seq"]
+    # the archive's chain as it stands now (with the publish event): the anchor to keep
+    summary["archive_head"] = {"length": event["seq"], "head": event["hash"]} if record else \
+        {"length": summary["source"]["events"], "head": summary["source"]["head"]}
     return summary
 
 
@@ -121,35 +123,215 @@ def snapshot_info(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def source_head(source: str | os.PathLike) -> tuple[int, str]:
+    """The source archive's chain length and head hash, read without writing a byte to it
+    (``stet serve`` looks at it on every start: DESIGN.md, invariant 9)."""
     from .archive import Archive
 
-    with Archive(source, create=False) as archive:
+    with Archive(source, create=False, readonly=True) as archive:
         return Chain(archive.conn).head()
 
 
 def ensure_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
-    """The public snapshot for serving ``source``, rebuilt only when the source's chain head
-    changed (every write appends an event, so an unchanged head means unchanged data)."""
+    """The public snapshot of ``source`` as it stands now (see :func:`open_snapshot`), not
+    held: a later call, once the archive has changed, may remove it. To serve it, hold it."""
+    with open_snapshot(source, cache) as snapshot:
+        return snapshot.path
+
+
+class Snapshot:
+    """A snapshot file held open by this process (a shared ``flock``) for as long as it
+    serves it: no other stet process removes a held snapshot. ``close()`` (or the end of a
+    ``with`` block, or the object being collected, or the process ending, even by SIGKILL)
+    lets go."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def snapshot_folder(source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
+    """Where ``stet serve`` keeps the snapshots of ``source``: ``cache``, else ``ARCHIVE-public``
+    beside it."""
     source = Path(source)
-    cache = Path(cache) if cache else source.with_name(source.name + "-public")
-    seq, head = source_head(source)
-    info = snapshot_info(cache) if cache.exists() else None
-    if (info and info.get("format") == FORMAT
-            and info.get("source") == {"events": seq, "head": head}):
-        return cache
-    publish(source, cache, force=True, record=False)
-    return cache
+    return Path(cache) if cache else source.with_name(source.name + "-public")
+
+
+#: A snapshot in the folder, named by what it was derived from: the source's chain length and
+#: head (its first 16 hex digits) and the snapshot format.
+_SNAPSHOT = re.compile(r"(\d+)-([0-9a-f]{16})-v(\d+)\.db")
+
+
+def open_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Snapshot:
+    """The public snapshot of ``source`` as it stands now, held (:class:`Snapshot`).
+
+    Snapshots live in a folder (:func:`snapshot_folder`), one file per source chain head,
+    ``SEQ-HEAD-vFORMAT.db``. A snapshot for the current head is reused; otherwise one is built
+    under a temporary name and linked into place without replacing anything, so a file never
+    changes once it has its name: a server that opened it serves that one snapshot on every
+    route, whatever a second server builds beside it. Every snapshot older than the one
+    returned that no process holds is then removed (a server killed with SIGKILL holds
+    nothing), and so are the temporary files of builds that were killed."""
+    source = Path(source)
+    if not source.exists():
+        raise NotFound(f"no archive at {source}")
+    folder = snapshot_folder(source, cache)
+    _snapshot_folder(folder)
+    for _attempt in range(5):  # another process may remove an old one just as we take it
+        seq, head = source_head(source)
+        path = folder / f"{seq}-{head[:16]}-v{FORMAT}.db"
+        info = snapshot_info(path) if path.exists() else None
+        if not (info and info.get("format") == FORMAT
+                and info.get("source") == {"events": seq, "head": head}):
+            if path.exists():  # not what its name says (damaged): replaced when unused
+                _remove_unused(path)
+            _write(source, path, shown_as=folder, clobber=False)
+        snapshot = _hold(path)
+        if snapshot is not None:
+            break
+    else:
+        raise StetError(f"cannot keep a snapshot in {folder}: the archive changed all along")
+    _clean_snapshots(folder, keep=path, seq=seq)
+    return snapshot
+
+
+def _snapshot_folder(folder: Path) -> None:
+    if folder.is_dir():
+        return
+    if not folder.parent.is_dir():
+        raise NotFound(f"no folder {folder.parent}")
+    if folder.exists() or folder.is_symlink():
+        # the single snapshot file of earlier versions: a cache, rebuilt in the folder
+        if folder.is_file() and not folder.is_symlink() and snapshot_info(folder) is not None:
+            folder.unlink()
+        else:
+            raise InvalidInput(f"{folder} is in the way: stet serve keeps its snapshots in a "
+                               "folder of that name")
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise StetError(f"cannot write {folder}: {(exc.strerror or str(exc)).lower()}") from None
+
+
+def _hold(path: Path) -> Snapshot | None:
+    """``path`` held with a shared lock, or None if it was removed before we got it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            raise FileNotFoundError(path)
+    except OSError:
+        os.close(fd)
+        return None
+    return Snapshot(path, fd)
+
+
+def _clean_snapshots(folder: Path, *, keep: Path, seq: int) -> None:
+    """Remove every snapshot in ``folder`` no process holds, except ``keep`` and any newer
+    one (another process may be about to take it); then the leftovers of killed builds."""
+    for entry in os.scandir(folder):
+        match = _SNAPSHOT.fullmatch(entry.name)
+        if match and entry.name != keep.name and (
+                int(match[1]) <= seq or int(match[3]) != FORMAT):
+            _remove_unused(Path(entry.path))
+    _clean_temporaries(folder)
 
 
 # -- building ---------------------------------------------------------------------------------
 
-_HIDDEN = """
-CREATE TEMP TABLE hidden_documents AS
-WITH RECURSIVE hidden(id) AS (
-    SELECT id FROM src.documents WHERE restricted != 0
-    UNION SELECT d.id FROM src.documents d JOIN hidden h ON d.parent = h.id
-) SELECT id FROM hidden
-"""
+def _hidden_documents(conn) -> None:
+    """``temp.hidden_documents``: what the snapshot leaves out, with restriction read from
+    the chain, never from the ``documents`` rows (which a tampered archive could flip).
+
+    Each document's latest state event (:data:`stet.store.STATE_ACTIONS`) decides; one with
+    none is withheld. Those events are parsed by Python and must be byte-identical to their
+    canonical form and hash to what the chain holds (its next event pointing at that hash),
+    so an event rewritten with a duplicate key (json_extract reads the first, Python the
+    last) or a forged value stops the publication instead of leaking. Attachments of a
+    withheld document are withheld at any depth."""
+    restricted: dict[int, bool] = {}
+    rows = conn.execute(
+        "SELECT e.seq, e.time, e.actor, e.action, e.subject, e.document, e.details, "
+        "e.prev_hash, e.hash, n.prev_hash FROM src.events e "
+        "LEFT JOIN src.events n ON n.seq = e.seq + 1 "
+        f"WHERE e.document IS NOT NULL AND e.action IN {STATE_ACTIONS_SQL} ORDER BY e.seq")
+    for row in rows:
+        event = dict(zip(EVENT_FIELDS + ("hash",), row[:9]))
+        seq = event["seq"]
+        try:
+            details = json.loads(event["details"], object_pairs_hook=_unique_keys)
+            sound = (canonical_json(details) == event["details"]
+                     and event_hash(event) == event["hash"]
+                     and row[9] in (None, event["hash"]))
+        except (TypeError, ValueError):
+            sound = False
+        if not sound:
+            raise StetError(f"event {seq} of the archive was altered (run stet verify); "
+                            "nothing was published")
+        restricted[event["document"]] = details.get("restricted", True) is not False
+    conn.execute("CREATE TEMP TABLE hidden_documents (id INTEGER PRIMARY KEY)")
+    hidden = set()
+    for doc_id, parent in conn.execute("SELECT id, parent FROM src.documents ORDER BY id"):
+        # an attachment is ingested after its message: its parent's fate is known already
+        if restricted.get(doc_id, True) or parent in hidden:
+            hidden.add(doc_id)
+    conn.executemany("INSERT INTO temp.hidden_documents (id) VALUES (?)",
+                     ((doc_id,) for doc_id in sorted(hidden)))
+
+
+def _unique_keys(pairs):
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def public_details(details: dict[str, Any]) -> dict[str, Any]:
+    """An event's details as a public snapshot shows them: a file's path becomes its public
+    name (relative to the folder that was ingested, or the file name), a bag's path its
+    folder's name; the same inside the provenance a stet bag carried from another archive."""
+    out = dict(details)
+    if isinstance(out.get("path"), str):
+        out["path"] = out.get("name") or _basename(out["path"])
+    if isinstance(out.get("file"), str):
+        out["file"] = _basename(out["file"])
+    bag = out.get("bag")
+    if isinstance(bag, dict) and isinstance(bag.get("path"), str):
+        out["bag"] = {**bag, "path": _basename(bag["path"])}
+    original = out.get("original")
+    if isinstance(original, dict) and isinstance(original.get("events"), list):
+        out["original"] = {**original, "events": [
+            {**e, "details": public_details(e["details"])}
+            if isinstance(e, dict) and isinstance(e.get("details"), dict) else e
+            for e in original["events"]]}
+    return out
+
+
+def _basename(path: str) -> str:
+    head, _, fragment = path.partition("#")  # an attachment: message#name
+    name = os.path.basename(head.rstrip("/\\")) or head
+    return f"{name}#{fragment}" if fragment else name
+
+#: The events of restricted submissions: a restricted copy of bytes that are public. The
+#: document stays public, but nothing this submission recorded (its path, source, submitter,
+#: bag) is ever published.
+_RESTRICTED_SUBMISSION = ("(action = 'ingest-duplicate' AND "
+                          "coalesce(json_extract(details, '$.restricted'), 1) != 0)")
 
 _LEFT_OUT = {
     "documents": "SELECT count(*) FROM temp.hidden_documents",
@@ -160,10 +342,28 @@ _LEFT_OUT = {
     "annotation_revisions": "SELECT count(*) FROM src.annotation_revisions "
                             "WHERE document IN temp.hidden_documents",
     "layers": "SELECT count(*) FROM src.layers WHERE id NOT IN temp.kept_layers",
-    "events": "SELECT count(*) FROM src.events WHERE document IN temp.hidden_documents "
-              "OR (document IS NULL AND NOT (action = 'layer-add' AND subject IN "
-              "(SELECT 'layer:' || name FROM src.layers WHERE id IN temp.kept_layers)))",
+    "events": "SELECT (SELECT count(*) FROM src.events) "
+              "- (SELECT count(*) FROM temp.published_events)",
 }
+
+#: The events a snapshot copies: those about a published document, except the events of
+#: restricted submissions; the creation of each kept layer; each import that wrote revision
+#: rows (trimmed to the published ones by :func:`_published_import`); and the event of each
+#: bag that was not a restricted submission and that a published event points at.
+_PUBLISHED_EVENTS = f"""
+CREATE TEMP TABLE published_events AS SELECT seq FROM src.events
+WHERE (document IS NOT NULL AND document NOT IN temp.hidden_documents
+       AND NOT {_RESTRICTED_SUBMISSION})
+   OR (document IS NULL AND action = 'layer-add' AND subject IN
+       (SELECT 'layer:' || name FROM src.layers WHERE id IN temp.kept_layers))
+   OR (document IS NULL AND action = 'import'
+       AND json_extract(details, '$.rows.first') IS NOT NULL)
+   OR (document IS NULL AND action = 'bag'
+       AND coalesce(json_extract(details, '$.restricted'), 0) = 0
+       AND seq IN (SELECT json_extract(details, '$.bag.event') FROM src.events
+                   WHERE document NOT IN temp.hidden_documents AND NOT {_RESTRICTED_SUBMISSION}
+                   AND json_extract(details, '$.bag.event') IS NOT NULL))
+"""
 
 _COPY = [
     "INSERT INTO main.blobs SELECT * FROM src.blobs WHERE sha256 IN "
@@ -171,11 +371,13 @@ _COPY = [
     "INSERT INTO main.blob_chunks (id, sha256, seq, data) SELECT id, sha256, seq, data "
     "FROM src.blob_chunks WHERE sha256 IN "
     "(SELECT sha256 FROM main.blobs) ORDER BY id",
+    # the current title and source (from the chain); nothing in a snapshot is restricted
     "INSERT INTO main.documents (id, sha256, title, filename, media_type, size, source, "
     "restricted, ingested_by, ingested_at, parent, supersedes) "
-    "SELECT id, sha256, title, filename, media_type, size, source, restricted, ingested_by, "
-    "ingested_at, parent, CASE WHEN supersedes IN temp.hidden_documents THEN NULL "
-    "ELSE supersedes END FROM src.documents WHERE id NOT IN temp.hidden_documents ORDER BY id",
+    "SELECT d.id, d.sha256, s.title, d.filename, d.media_type, d.size, s.source, 0, "
+    "d.ingested_by, d.ingested_at, d.parent, CASE WHEN d.supersedes IN temp.hidden_documents "
+    "THEN NULL ELSE d.supersedes END FROM src.documents d JOIN temp.current_state s "
+    "ON s.document = d.id WHERE d.id NOT IN temp.hidden_documents ORDER BY d.id",
     "INSERT INTO main.texts SELECT * FROM src.texts WHERE document NOT IN temp.hidden_documents",
     "INSERT INTO main.layers SELECT * FROM src.layers WHERE id IN temp.kept_layers ORDER BY id",
     "INSERT INTO main.annotation_revisions SELECT * FROM src.annotation_revisions "
@@ -208,12 +410,22 @@ def _build(source: Path, path: Path) -> dict[str, Any]:
         conn.execute("ATTACH DATABASE ? AS src", (str(source),))
         conn.execute("BEGIN")  # one read snapshot of the source for everything below
         seq, head = _src_head(conn)
-        conn.execute(_HIDDEN)
+        _hidden_documents(conn)
+        # src.document_state would read main's tables (a view's names resolve in the order
+        # temp, main, attached): the same query, on src, into a temp table.
+        conn.execute(
+            "CREATE TEMP TABLE current_state AS SELECT d.id AS document, "
+            "json_extract(e.details, '$.title') AS title, "
+            "json_extract(e.details, '$.source') AS source FROM src.documents d "
+            "JOIN src.events e ON e.seq = (SELECT max(seq) FROM src.events "
+            f"INDEXED BY events_document_state WHERE document = d.id "
+            f"AND action IN {STATE_ACTIONS_SQL}) WHERE d.id NOT IN temp.hidden_documents")
         conn.execute(
             "CREATE TEMP TABLE kept_layers AS SELECT id FROM src.layers WHERE id IN "
             "(SELECT layer FROM src.annotation_revisions WHERE document NOT IN temp.hidden_documents) "
             "OR id NOT IN (SELECT layer FROM src.annotation_revisions)"
         )
+        conn.execute(_PUBLISHED_EVENTS)
         left_out = {name: conn.execute(sql).fetchone()[0] for name, sql in _LEFT_OUT.items()}
         source_info = {"events": seq, "head": head}
         chain = Chain(conn)
@@ -252,20 +464,47 @@ def _src_head(conn) -> tuple[int, str]:
 
 
 def _copy_events(conn, batch: int = 5000) -> None:
-    """Re-chain the published events, each pointing back at its original."""
+    """Re-chain the published events, each pointing back at its original, as the public may
+    see them (:func:`public_details`). An import's event is kept, naming only the file and the
+    revision rows it wrote that are published (their digest recomputed over the snapshot's
+    rows), so every published revision is still held to the chain. Which events: see
+    :data:`_PUBLISHED_EVENTS`."""
     chain = Chain(conn)
     cursor = conn.execute(
         "SELECT seq, time, actor, action, subject, document, details, hash FROM src.events "
-        "WHERE (document IS NOT NULL AND document NOT IN temp.hidden_documents) "
-        "OR (document IS NULL AND action = 'layer-add' AND subject IN "
-        "(SELECT 'layer:' || name FROM src.layers WHERE id IN temp.kept_layers)) ORDER BY seq"
+        "WHERE seq IN temp.published_events ORDER BY seq"
     )
     while rows := cursor.fetchmany(batch):
-        chain.append_many([
-            dict(time=time, actor=actor, action=action, subject=subject, document=document,
-                 details={**json.loads(details), "original": {"seq": seq, "hash": hash_}})
-            for seq, time, actor, action, subject, document, details, hash_ in rows
-        ])
+        events = []
+        for seq, time, actor, action, subject, document, details, hash_ in rows:
+            value = json.loads(details)
+            if action == "import":
+                value = _published_import(conn, value)
+                if value is None:
+                    continue
+            else:
+                value = public_details(value)
+            value["original"] = {"seq": seq, "hash": hash_}
+            events.append(dict(time=time, actor=actor, action=action, subject=subject,
+                               document=document, details=value))
+        chain.append_many(events)
+
+
+def _published_import(conn, details: dict[str, Any]) -> dict[str, Any] | None:
+    """What a snapshot keeps of an import's event: the file's name and the published part of
+    the revision rows it wrote (None when none of them is published)."""
+    from .annotations import revisions_digest
+
+    rows = details.get("rows") or {}
+    first, last = rows.get("first"), rows.get("last")
+    present = conn.execute(
+        "SELECT min(id), max(id) FROM main.annotation_revisions WHERE id BETWEEN ? AND ?",
+        (first, last)).fetchone()
+    if present[0] is None:
+        return None
+    count, digest = revisions_digest(conn, present[0], present[1])
+    return {"file": _basename(str(details.get("file", ""))),
+            "rows": {"first": present[0], "last": present[1], "count": count, "sha256": digest}}
 
 
 def _file_hash(path: Path) -> tuple[str, int]:
@@ -279,6 +518,125 @@ def _remove(path: Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
+
+
+# -- temporary files --------------------------------------------------------------------------
+
+#: A build's temporary file: ``.OUT.stet-PID.tmp`` beside ``OUT`` (the same file system, for
+#: an atomic rename). Hidden, and never named like a database (Datasette serves ``*.db``,
+#: ``*.sqlite`` and ``*.sqlite3`` from a folder), so nothing serves a half-built file. Earlier
+#: versions wrote ``.OUT.PID.tmp``: those are recognised for the ``OUT`` being written only.
+_TEMPORARY = re.compile(r"\.(.+)\.(stet-)?(\d+)\.tmp(-journal)?")
+
+
+def _write(source: Path, out: Path, *, shown_as: Path | None = None,
+           clobber: bool = True) -> dict[str, Any]:
+    """Build the snapshot of ``source`` under a temporary name beside ``out``, then move it
+    into place: replacing ``out`` (``clobber``), or, if another process got there first,
+    leaving theirs. Errors name ``shown_as`` (else ``out``)."""
+    try:
+        with _temporary(out) as tmp:
+            summary = _build(source, tmp)
+            summary["sha256"], summary["size"] = _file_hash(tmp)
+            if clobber:
+                os.replace(tmp, out)
+            else:
+                _link_new(tmp, out)
+    except (OSError, sqlite3.OperationalError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StetError(f"cannot write {shown_as or out}: {reason.lower()}") from None
+    summary["path"] = str(out)
+    return summary
+
+
+def _link_new(tmp: Path, out: Path) -> None:
+    """``tmp`` becomes ``out`` unless ``out`` exists already (then ``tmp`` is left to go)."""
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        if not out.exists():
+            os.replace(tmp, out)
+
+
+@contextlib.contextmanager
+def _temporary(out: Path):
+    """A new temporary file for ``out``, locked (an exclusive ``flock``) for as long as this
+    process writes it, and removed afterwards. Before it is made, the leftovers of builds
+    that were killed are removed from the folder (:func:`_clean_temporaries`)."""
+    _clean_temporaries(out.parent, out.name)
+    tmp = out.with_name(f".{out.name}.stet-{os.getpid()}.tmp")
+    _remove(tmp)  # left by an earlier process that had this PID
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield tmp
+    finally:
+        _remove(tmp)
+        os.close(fd)
+
+
+def _clean_temporaries(folder: Path, name: str | None = None) -> None:
+    """Remove the temporary files of builds that were killed: a file is a leftover when no
+    process holds its lock (every build holds one while it lives; the kernel lets go when
+    a process dies, even by SIGKILL) and no process has the PID in its name (a build by an
+    earlier stet, which took no lock, or a PID since reused: then it is kept, never risked).
+    ``name``: the file being written, whose temporary files of earlier versions go too."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if not match or not (match[2] or match[1] == name) or _alive(int(match[3])):
+            continue
+        path = Path(entry.path)
+        if match[4]:  # a journal: goes with its file, or alone once that is gone
+            if not path.with_name(entry.name[:-len("-journal")]).exists():
+                _unlink(path)
+        elif _remove_unused(path):
+            _unlink(Path(f"{path}-journal"))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _remove_unused(path: Path) -> bool:
+    """Remove ``path`` if no process holds a lock on it; True if it was removed."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            return False
+        path.unlink()  # while holding the lock: nobody can take it in between
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def _uri_path(path) -> str:

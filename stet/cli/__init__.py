@@ -8,5 +8,6 @@ from . import documents  # noqa: F401  (ingest, documents, show, text, log, veri
 from . import annotations  # noqa: F401  (layer, annotate, revise, retract, annotations, history, export, import)
 from . import bags  # noqa: F401  (bag export, prov)
 from . import publish  # noqa: F401  (serve, publish)
+from . import metadata  # noqa: F401  (restrict, unrestrict, edit)
 
 __all__ = ["cli"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 
 import click
 
+from ..display import shown
 from .common import (by_option, cli, db_option, echo_json, echo_json_lines, echo_lines, errors,
                      json_option, open_archive, progressbar, silent_option, user)
 
@@ -18,12 +20,16 @@ from .common import (by_option, cli, db_option, echo_json, echo_json_lines, echo
 @click.option("--title", help="The document's title (a single file only).")
 @click.option("--restricted", is_flag=True, help="Never publish these documents.")
 @click.option("--supersedes", "supersedes", metavar="DOC", help="The document this one replaces.")
+@click.option("--extract-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Seconds one file's text extraction may take (default 30); past it the file "
+                   "is kept with an empty text and a warning.")
 @by_option
 @json_option
 @silent_option
 @db_option
 @errors
-def ingest(paths, source, title, restricted, supersedes, by, as_json, silent, db_path):
+def ingest(paths, source, title, restricted, supersedes, extract_timeout, by, as_json, silent,
+           db_path):
     """Archive files and folders (recursively): bytes, text and an event each.
 
     The same bytes again are a duplicate: no second copy, but a new event (who
@@ -45,14 +51,15 @@ def ingest(paths, source, title, restricted, supersedes, by, as_json, silent, db
         return _progress(files, nbytes, silent)
 
     results = archive.ingest(paths, by=user(by), source=source, title=title,
-                             restricted=restricted, supersedes=supersedes, progress=progress)
-    echo_lines([f"Error: {r['error']}" if r["status"] == "error"
-                else f"Warning: {r['path']}: {r['warning']}"
+                             restricted=restricted, supersedes=supersedes, progress=progress,
+                             extract_timeout=extract_timeout)
+    echo_lines([f"Error: {shown(r['error'])}" if r["status"] == "error"
+                else f"Warning: {shown(r['path'])}: {shown(r['warning'])}"
                 for r in results if r["status"] == "error" or r.get("warning")], err=True)
     if as_json:
         echo_json_lines({k: v for k, v in r.items() if k != "warning"} for r in results)
     else:
-        echo_lines(f"{r['status']:<9} {r['id']:>6}  {r['sha256'][:12]}  {r['path']}"
+        echo_lines(f"{r['status']:<9} {r['id']:>6}  {r['sha256'][:12]}  {shown(r['path'])}"
                    for r in results if r["status"] != "error")
     if any(r["status"] == "error" for r in results):
         sys.exit(1)
@@ -97,32 +104,50 @@ def documents(as_json, db_path):
         return
     for d in docs:
         flags = " restricted" if d["restricted"] else ""
-        click.echo(f"{d['id']:>6}  {d['sha256'][:12]}  {d['media_type']:<24} {d['size']:>10}  "
-                   f"{d['title']}{flags}")
+        click.echo(f"{d['id']:>6}  {d['sha256'][:12]}  {shown(d['media_type']):<24} "
+                   f"{d['size']:>10}  {shown(d['title'])}{flags}")
 
 
 @cli.command()
 @click.argument("doc")
+@click.option("--history", "with_history", is_flag=True,
+              help="Also every title, source and restriction it had, with who, when and why.")
 @json_option
 @db_option
 @errors
-def show(doc, as_json, db_path):
+def show(doc, with_history, as_json, db_path):
     """One document's record: hashes, source, who ingested it and when, its text.
 
-    DOC is a document id or a SHA-256 prefix of at least 8 hex digits.
+    DOC is a document id or a SHA-256 prefix of at least 8 hex digits. Title,
+    source and restriction are the current ones; --history lists every value
+    they had (the ingest, then each restrict, unrestrict and edit).
 
     \b
     Example:
         stet show 3
         stet show sha256:1f2e3d4c --json
+        stet show 3 --history
     """
-    record = open_archive(db_path, readonly=True).document(doc)
+    archive = open_archive(db_path, readonly=True)
+    record = archive.document(doc)
+    if with_history:
+        record["history"] = archive.document_history(record["id"])
     if as_json:
         echo_json(record)
         return
     for key, value in record.items():
-        if value is not None:
-            click.echo(f"{key + ':':<19}{value}")
+        if value is not None and key != "history":
+            click.echo(f"{key + ':':<19}{shown(value)}")
+    for change in record.get("history", []):
+        flag = "restricted" if change["restricted"] else "public"
+        reason = f"  ({shown(change['reason'])})" if change["reason"] else ""
+        click.echo(f"{change['time']}  {change['action']:<10} by {shown(change['by'])}: "
+                   f"title {_quoted(change['title'])}, source {_quoted(change['source'])}, "
+                   f"{flag}{reason}")
+
+
+def _quoted(value) -> str:
+    return "None" if value is None else f"'{shown(value)}'"
 
 
 @cli.command()
@@ -143,41 +168,81 @@ def text(doc, db_path):
 
 @cli.command()
 @click.argument("doc", required=False)
+@click.option("--head", "head_only", is_flag=True,
+              help="Only the chain's length and head hash, as LENGTH:HASH (the form "
+                   "verify --expect-head takes): keep it elsewhere.")
 @json_option
 @db_option
 @errors
-def log(doc, as_json, db_path):
+def log(doc, head_only, as_json, db_path):
     """The event chain, oldest first (only DOC's events, if given).
+
+    --head prints the chain's length and head hash instead ({"length": N,
+    "head": "HEX"} with --json). Kept outside the archive, it lets
+    `stet verify --expect-head N:HEX` detect what no local check can: a chain
+    cut short, or deleted and chained again.
 
     \b
     Example:
         stet log --json
+        stet log --head --json > head.json
     """
+    if head_only:
+        if doc is not None:
+            raise click.UsageError("--head is the head of the whole chain: give no DOC")
+        head = open_archive(db_path, readonly=True).head()
+        if as_json:
+            click.echo(json.dumps(head))
+        else:
+            click.echo(f"{head['length']}:{head['head']}")
+        return
     events = open_archive(db_path, readonly=True).log(doc)
     if as_json:
         echo_json(events)
         return
     for e in events:
-        click.echo(f"{e['seq']:>6}  {e['time']}  {e['actor']:<12} {e['action']:<18} "
-                   f"{e['subject'] or '-':<16} {e['hash'][:12]}")
+        click.echo(f"{e['seq']:>6}  {e['time']}  {shown(e['actor']):<12} "
+                   f"{shown(e['action']):<18} {shown(e['subject']) or '-':<16} {e['hash'][:12]}")
+
+
+def _expect_head(ctx, param, value):
+    """``N:HEX`` (as `stet log --head` prints it) -> ``(N, hex)``; a bad form is a usage error."""
+    if value is None:
+        return None
+    length, sep, head = value.strip().partition(":")
+    head = head.strip().lower()
+    if (not sep or not length.strip().isdigit() or len(head) != 64
+            or any(c not in "0123456789abcdef" for c in head)):
+        raise click.BadParameter(
+            f"{value!r}: give LENGTH:HASH, the chain's length and the SHA-256 (64 hex digits) "
+            "of its head, as `stet log --head` prints them")
+    return int(length), head
 
 
 @cli.command()
+@click.option("--expect-head", "expect_head", metavar="N:HEX", callback=_expect_head,
+              help="Fail unless the chain holds this head hash at this length "
+                   "(from an earlier `stet log --head`).")
 @json_option
 @db_option
 @errors
-def verify(as_json, db_path):
+def verify(expect_head, as_json, db_path):
     """Check fixity of every blob and text, the whole event chain and every span.
 
     Prints each problem, naming the document, annotation or event; exit code 1 if
-    any is found.
+    any is found. Runs on a damaged schema too, and reports the damage.
+    --expect-head N:HEX, a head kept elsewhere, also catches a chain cut short
+    or rewritten from that point.
 
     \b
     Example:
         stet verify
+        stet verify --expect-head 42:1f2e3d4c...
     """
-    archive = open_archive(db_path, readonly=True)
-    problems = archive.verify()
+    # check=False: a schema that no longer matches its migrations is a problem to report,
+    # not a reason to refuse to look.
+    archive = open_archive(db_path, readonly=True, check=False)
+    problems = archive.verify(expect_head=expect_head)
     counts = archive.counts()
     if as_json:
         echo_json({"ok": not problems, "problems": problems, "checked": counts})

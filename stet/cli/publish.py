@@ -31,7 +31,7 @@ def serve(host, port, metadata, db_path):
     """
     from ..serve import run
 
-    open_archive(db_path).close()
+    open_archive(db_path, readonly=True).close()
     run(db_path, host=host, port=port, metadata=metadata,
         announce=lambda message: click.echo(message, err=True))
 
@@ -50,6 +50,10 @@ def publish(out, force, by, as_json, db_path):
     texts, annotations, revisions and events; adds full-text indexes; VACUUMs.
     The snapshot has its own event chain, whose first event records this
     archive's chain length and head hash; the archive records a `publish` event.
+    Restriction is read from the event chain, not from the rows; an altered event
+    stops the publication. Paths are published relative to the folder ingested.
+    Prints the archive's chain head (N:HEX) to keep elsewhere, for
+    `stet verify --expect-head`.
     Serve it with Datasette in immutable mode.
 
     \b
@@ -70,3 +74,6 @@ def publish(out, force, by, as_json, db_path):
     click.echo(f"left out {left['documents']} restricted documents, {left['annotations']} "
                f"annotations, {left['events']} events")
     click.echo(f"sha256 {summary['sha256']}")
+    head = f"{summary['archive_head']['length']}:{summary['archive_head']['head']}"
+    click.echo(f"archive head {head} (keep it elsewhere: stet verify --expect-head {head} "
+               "proves the archive's chain still holds it)")

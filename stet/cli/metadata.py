@@ -1,0 +1,87 @@
+"""Commands that change a document's restriction and metadata: each one an event."""
+
+from __future__ import annotations
+
+import click
+
+from .common import by_option, cli, db_option, echo_json, errors, json_option, open_archive, user
+
+
+def _report(result, as_json: bool, message: str) -> None:
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(message)
+    for other in result["changed"][1:]:
+        click.echo(f"document {other}: unrestricted with it (an attachment restricted only "
+                   "because it was)")
+
+
+@cli.command()
+@click.argument("doc")
+@click.option("--reason", required=True, help="Why (kept in the record).")
+@by_option
+@json_option
+@db_option
+@errors
+def restrict(doc, reason, by, as_json, db_path):
+    """Withhold a document, and its attachments, from the public.
+
+    An event in the chain: the next public snapshot (stet publish, stet serve)
+    leaves the document out, with its text, bytes, annotations and events;
+    exports leave it out unless given --include-restricted.
+
+    \b
+    Example:
+        stet restrict 12 --reason "names a witness"
+    """
+    result = open_archive(db_path).restrict(doc, reason=reason, by=user(by))
+    _report(result, as_json, f"document {result['document']}: restricted (event {result['event']})")
+
+
+@cli.command()
+@click.argument("doc")
+@click.option("--reason", required=True, help="Why (kept in the record).")
+@by_option
+@json_option
+@db_option
+@errors
+def unrestrict(doc, reason, by, as_json, db_path):
+    """Make a restricted document public again.
+
+    An event in the chain; the next public snapshot includes the document. The
+    attachments that were restricted only because their message was are
+    unrestricted with it; one restricted on its own stays restricted.
+
+    \b
+    Example:
+        stet unrestrict 12 --reason "consent given, 2026-11-30"
+    """
+    result = open_archive(db_path).unrestrict(doc, reason=reason, by=user(by))
+    _report(result, as_json,
+            f"document {result['document']}: unrestricted (event {result['event']})")
+
+
+@cli.command()
+@click.argument("doc")
+@click.option("--title", help="The corrected title.")
+@click.option("--source", help="The corrected source (an empty value clears it).")
+@click.option("--reason", required=True, help="Why (kept in the record).")
+@by_option
+@json_option
+@db_option
+@errors
+def edit(doc, title, source, reason, by, as_json, db_path):
+    """Correct a document's title or source.
+
+    A correction is an event: the old value stays in the record (stet show DOC
+    --history lists every value, with who set it, when and why). The raw bytes
+    and the text never change.
+
+    \b
+    Example:
+        stet edit 3 --title "Press release, 13 August 2014" --reason "date was missing"
+    """
+    result = open_archive(db_path).edit(doc, title=title, source=source, reason=reason,
+                                        by=user(by))
+    _report(result, as_json, f"document {result['document']}: edited (event {result['event']})")
