@@ -18,8 +18,18 @@ Many files are prepared in worker processes (:func:`_prepared`): the walk is cut
 of at most :data:`TASK_FILES` files and :data:`TASK_BYTES` bytes, a few tasks are in flight
 at a time (so memory stays flat however many files there are), and results come back in walk
 order. Only small files' bytes travel back to the writer; a large file's are streamed by the
-writer from its path. A folder that is a BagIt bag is validated completely before anything is
-written (:mod:`stet.bags`), and its payload files carry the bag's info into their events.
+writer from its path.
+
+Only regular files are read (:func:`stet.files.open_regular`): a FIFO, a socket or a device
+(reached through a symbolic link, or named on the command line) is an error line for that
+path, never a wait, and the rest goes on.
+
+A folder that is a BagIt bag is validated completely before anything is written
+(:mod:`stet.bags`), and is then one unit: all its payload files are stored in one
+transaction, which begins with one ``bag`` event recording the bag (its ``bag-info.txt``
+once), and each payload file's event points at it (``"bag": {"event", "hash", "file"}``).
+A payload file whose bytes are not the ones validated (changed since), or that can no longer
+be read, refuses the bag whole: nothing of it is written.
 """
 
 from __future__ import annotations
@@ -27,16 +37,16 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import stat
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from . import store, timeutil
-from .bags import is_bag, open_bag
-from .errors import StetError
+from .bags import BagFile, ValidBag, is_bag, open_bag
+from .errors import InvalidInput, StetError
 from .extract import EXTRACT_LIMIT, Extraction, detect_media_type, extract, too_large
+from .files import open_regular
 from .hashing import CHUNK_SIZE, sha256_bytes, sha256_file, sha256_text
 from .provenance import Chain
 
@@ -75,6 +85,7 @@ class Entry:
     #: The path relative to the folder that was given (or the file's name): what a public
     #: snapshot shows of where the file came from, never the absolute path.
     name: str | None = None
+    bag_file: BagFile | None = None  # a payload file of a valid bag
 
 
 def walk(paths: Iterable[str | os.PathLike], *, exclude: frozenset[str] = frozenset()) -> Iterator[Entry]:
@@ -149,7 +160,8 @@ def _walk_dir(path: str, real: str, *, root: str, seen: set[str], absolute: str,
                                  relative=name)
         elif entry.is_file(follow_symlinks=False):
             yield Entry(child, location=location, name=name)
-        # sockets, FIFOs and devices are not documents: skipped
+        # sockets, FIFOs and devices are not documents: skipped (reached through a link, or
+        # given by name, they are refused when opened: see prepare)
 
 
 def _reason(exc: OSError) -> str:
@@ -187,18 +199,19 @@ class Prepared:
     #: Where a small file's bytes wait in the read-ahead worker's shared memory (offset,
     #: size) until the main process takes a view of them (:mod:`stet.readahead`).
     shared: tuple[int, int] | None = None
+    #: The bag it is a payload file of (:attr:`Entry.bag_file`, set in the main process).
+    bag_file: BagFile | None = None
 
 
 def prepare(path: str, location: str | None = None) -> Prepared:
     """Read, hash, sniff and extract one file. Never raises for a bad file. ``location``:
-    its absolute path, if known (recorded in its event)."""
+    its absolute path, if known (recorded in its event). Anything but a regular file is
+    refused (``not a regular file``) without waiting on it."""
     item = Prepared(path=path, filename=os.path.basename(path),
                     location=printable(location or os.path.abspath(path)))
     try:
-        with open(path, "rb") as stream:
+        with open_regular(path) as stream:
             info = os.fstat(stream.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise IsADirectoryError(21, "not a regular file")
             if info.st_size <= SMALL_FILE:
                 data = stream.read()
                 item.data = data
@@ -253,7 +266,7 @@ def hash_texts(item: Prepared) -> Prepared:
 def reread(item: Prepared) -> Prepared:
     """Read a small file's bytes again in the main process; refuse it if they changed."""
     try:
-        with open(item.path, "rb") as stream:
+        with open_regular(item.path) as stream:
             data = stream.read(SMALL_FILE + 1)
     except OSError as exc:
         item.error = f"{item.path}: {_reason(exc)}"
@@ -297,7 +310,12 @@ class Options:
 
 
 class Writer:
-    """Stores prepared files in batched transactions; see the module docstring."""
+    """Stores prepared files in batched transactions; see the module docstring.
+
+    A bag's payload files are one unit: the transaction opened at its first file (with the
+    bag's event) stays open through every batch of its files, and commits when a file of
+    anything else comes or at :meth:`finish`; a payload file that is not what was validated
+    rolls it all back and raises InvalidInput. Call :meth:`abort` when giving up early."""
 
     def __init__(self, conn, options: Options) -> None:
         self.conn = conn
@@ -305,6 +323,9 @@ class Writer:
         self.batch: list[Prepared] = []
         self.batch_bytes = 0
         self._slots: list[list[dict[str, Any]]] = []
+        self._bag: ValidBag | None = None  # the bag whose transaction is open
+        self._bag_slot = 0  # the first slot of its files
+        self._bag_event: dict[str, Any] = {}  # seq and hash of its event
 
     @property
     def pending(self) -> int:
@@ -322,12 +343,22 @@ class Writer:
                                     error=message)])
 
     def add(self, item: Prepared) -> None:
+        member = item.bag_file
+        self._enter(member.bag if member is not None else None)
+        if member is not None:
+            if item.error:
+                reason = item.error.removeprefix(f"{item.path}: ")
+                self._refuse(f"{member.relative}: {reason}")
+            if item.sha256 != member.sha256:
+                self._refuse(f"{member.relative}: changed since the bag was validated (its "
+                             "bytes are not the ones its manifest vouches for)")
+            item.details = {**item.details, "bag": {**self._bag_event, **item.details["bag"]}}
         if item.error:
             self.error(item.path, item.error)
             return
         item.slot = len(self._slots)
         self._slots.append([])
-        if item.data is None:  # a large file: its own transaction, streamed
+        if item.data is None:  # a large file: its own transaction (or its bag's), streamed
             self.flush()
             try:
                 self._write([item])
@@ -340,12 +371,74 @@ class Writer:
             self.flush()
 
     def flush(self) -> None:
+        """Store the open batch (in its bag's transaction, if it is a bag's, left open)."""
         if self.batch:
             batch, self.batch, self.batch_bytes = self.batch, [], 0
             self._write(batch)
 
+    def finish(self) -> None:
+        """Store everything given, and commit the last bag."""
+        self._enter(None)
+        self.flush()
+
+    def abort(self) -> None:
+        """Roll back a bag's transaction left open (by an error elsewhere): none of it stays."""
+        if self._bag is not None:
+            self._rollback_bag()
+
+    def _enter(self, bag: ValidBag | None) -> None:
+        """Make ``bag``'s transaction the open one (None: none): commit the one before it, and
+        begin a bag's with its event."""
+        if bag is self._bag:
+            return
+        if self._bag is not None:
+            self.flush()
+            self.conn.execute("COMMIT")
+            self._bag = None
+        if bag is None:
+            return
+        self.flush()  # the files before the bag, in their own transaction
+        opts = self.options
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._bag, self._bag_slot = bag, len(self._slots)
+        try:
+            event = Chain(self.conn).append(
+                actor=opts.by, action="bag", subject=f"bag:{printable(bag.name or '')}",
+                document=None,
+                details={**bag.event_details(), "path": printable(bag.path),
+                         "name": printable(bag.name or os.path.basename(bag.path)),
+                         "restricted": bool(opts.restricted)})
+        except BaseException:
+            self._rollback_bag()
+            raise
+        self._bag_event = {"event": event["seq"], "hash": event["hash"]}
+
+    def _rollback_bag(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        for slot in range(self._bag_slot, len(self._slots)):
+            self._slots[slot] = []
+        self.batch, self.batch_bytes, self._bag = [], 0, None
+
+    def _refuse(self, reason: str) -> None:
+        """Refuse the open bag whole: nothing of it is written."""
+        path = self._bag.path
+        self._rollback_bag()
+        raise InvalidInput(f"invalid bag {printable(path)}: {printable(reason)}")
+
     def _write(self, items: list[Prepared]) -> None:
         conn = self.conn
+        if self._bag is not None:
+            try:
+                self._insert(items)
+            except FileChanged as exc:  # a large file, alone in its write
+                member = items[0].bag_file
+                self._refuse(f"{member.relative}: "
+                             + str(exc).removeprefix(f"{items[0].path}: "))
+            except BaseException:
+                self._rollback_bag()
+                raise
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._insert(items)
@@ -475,12 +568,16 @@ class Writer:
         self.conn.execute("INSERT INTO blobs (sha256, size, chunk_count) VALUES (?, ?, ?)",
                           (item.sha256, item.size, count))
         size = 0
-        with open(item.path, "rb") as stream:
-            for seq, block in enumerate(iter(lambda: stream.read(CHUNK_SIZE), b"")):
-                digest.update(block)
-                size += len(block)
-                self.conn.execute("INSERT INTO blob_chunks (sha256, seq, data) VALUES (?, ?, ?)",
-                                  (item.sha256, seq, block))
+        try:
+            with open_regular(item.path) as stream:
+                for seq, block in enumerate(iter(lambda: stream.read(CHUNK_SIZE), b"")):
+                    digest.update(block)
+                    size += len(block)
+                    self.conn.execute(
+                        "INSERT INTO blob_chunks (sha256, seq, data) VALUES (?, ?, ?)",
+                        (item.sha256, seq, block))
+        except OSError as exc:
+            raise FileChanged(f"{item.path}: {_reason(exc)}") from None
         if digest.hexdigest() != item.sha256 or size != item.size:
             raise FileChanged(f"{item.path}: file changed while it was being ingested")
 
@@ -578,17 +675,21 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
     ahead = _read_ahead(entries, sizes, writer) if workers < 1 else None
     checkpoints = store.background_checkpoints(conn) if workers < 1 else contextlib.nullcontext()
     with bar as tick, ahead or contextlib.nullcontext(), checkpoints, store.page_cache(conn, 64):
-        prepared = _ahead(entries, ahead) if ahead else _prepared(entries, sizes, workers)
-        for (entry, item), size in zip(prepared, sizes):
-            if item is None:
-                writer.error(entry.path, entry.error)
-            else:
-                item.details = entry.details or {}
-                item.name = entry.name
-                writer.add(item)
-            if tick is not None:
-                tick(size)
-        writer.flush()
+        try:
+            prepared = _ahead(entries, ahead) if ahead else _prepared(entries, sizes, workers)
+            for (entry, item), size in zip(prepared, sizes):
+                if item is None:
+                    writer.error(entry.path, entry.error)
+                else:
+                    item.details = entry.details or {}
+                    item.name = entry.name
+                    item.bag_file = entry.bag_file
+                    writer.add(item)
+                if tick is not None:
+                    tick(size)
+            writer.finish()
+        finally:
+            writer.abort()  # a bag left unfinished by an error: none of it stays
     return writer.results
 
 
@@ -600,8 +701,10 @@ def _open_bags(entries: list[Entry]) -> list[Entry]:
             expanded.append(entry)
             continue
         bag = open_bag(entry.path)
+        bag.name = entry.name
         expanded.extend(Entry(os.path.join(entry.path, relative), details=bag.details(relative),
-                              name=f"{entry.name}/{relative}" if entry.name else relative)
+                              name=f"{entry.name}/{relative}" if entry.name else relative,
+                              bag_file=BagFile(bag, relative))
                         for relative in bag.payload)
     return expanded
 

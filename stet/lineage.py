@@ -20,6 +20,10 @@ What the graph holds, for one document:
   revision's author, generated at its time, ``wasRevisionOf`` the previous revision,
   ``specializationOf`` the annotation ``urn:uuid:UUID``, and ``wasDerivedFrom`` the text it
   annotates.
+
+With ``include_restricted=False`` the graph is fit to hand on: a hidden document
+(:data:`stet.store.HIDDEN_DOCUMENTS`) is refused, the events of restricted submissions of
+its bytes are left out, and so is a hidden document it supersedes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from typing import Any
 from urllib.parse import quote
 
 from prov.model import ProvDocument
+
+from . import store
+from .errors import InvalidInput
 
 NAMESPACES = {
     "stet": "urn:stet:",
@@ -41,10 +48,19 @@ def _agent_id(name: str) -> str:
     return "stet:agent/" + quote(name, safe="")
 
 
-def lineage(archive, ref: str | int) -> ProvDocument:
-    """The PROV document of one document's lineage."""
+def _hidden(conn, doc_id: int) -> bool:
+    return conn.execute(f"SELECT 1 FROM ({store.HIDDEN_DOCUMENTS}) WHERE id = ?",
+                        (doc_id,)).fetchone() is not None
+
+
+def lineage(archive, ref: str | int, *, include_restricted: bool = False) -> ProvDocument:
+    """The PROV document of one document's lineage (see the module's docstring for what
+    ``include_restricted=False`` leaves out)."""
     conn = archive.conn
     doc_id = archive.resolve(ref)
+    if not include_restricted and _hidden(conn, doc_id):
+        raise InvalidInput(f"document {doc_id} is restricted: give --include-restricted to "
+                           "export it")
     record = archive.document(doc_id)
     prov = ProvDocument()
     for prefix, uri in NAMESPACES.items():
@@ -74,6 +90,9 @@ def lineage(archive, ref: str | int) -> ProvDocument:
     for event in archive.log(doc_id):
         if not event["action"].startswith("ingest"):
             continue
+        if not include_restricted and event["action"] == "ingest-duplicate" \
+                and event["details"].get("restricted"):
+            continue  # a restricted submission of these bytes: private, like the submission
         attributes = {"prov:type": f"stet:{event['action']}", "stet:seq": event["seq"],
                       "stet:hash": event["hash"]}
         path = event["details"].get("path")
@@ -97,7 +116,8 @@ def lineage(archive, ref: str | int) -> ProvDocument:
                                              {"prov:label": parent["filename"],
                                               "stet:document": parent["id"]}),
                             other_attributes={"prov:type": "stet:Attachment"})
-    if record["supersedes"] is not None:
+    if record["supersedes"] is not None and (
+            include_restricted or not _hidden(conn, record["supersedes"])):
         older = archive.document(record["supersedes"])
         prov.wasRevisionOf(raw, prov.entity(f"sha256:{older['sha256']}",
                                             {"prov:label": older["filename"],
@@ -175,6 +195,7 @@ def _annotations(prov: ProvDocument, conn, doc_id: int, text, person) -> None:
         previous = entity
 
 
-def prov_json(archive, ref: str | int) -> str:
+def prov_json(archive, ref: str | int, *, include_restricted: bool = False) -> str:
     """The lineage as PROV-JSON text."""
-    return lineage(archive, ref).serialize(format="json", indent=2, ensure_ascii=False)
+    return lineage(archive, ref, include_restricted=include_restricted).serialize(
+        format="json", indent=2, ensure_ascii=False)

@@ -76,14 +76,14 @@ def test_missing_path_is_an_error_but_good_files_go_in(run, tmp_path, archive):
 def test_unreadable_file(run, tmp_path, monkeypatch, archive):
     (tmp_path / "secret.txt").write_text("x")
     (tmp_path / "ok.txt").write_text("y")
-    real_open = open
+    real_open = stet.ingest.open_regular
 
     def guarded(path, *args, **kwargs):
         if str(path).endswith("secret.txt"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(stet.ingest, "open", guarded, raising=False)
+    monkeypatch.setattr(stet.ingest, "open_regular", guarded)
     (tmp_path / "archive.db-public").write_bytes(b"a snapshot stet serve keeps")
     result = run("ingest", tmp_path)  # the archive's own files beside them are passed over
     assert result.exit_code == 1
