@@ -1,11 +1,16 @@
 """Serving an archive with Datasette: the public snapshot, read-only, as database ``archive``.
 
 ``stet serve`` never opens the live archive in Datasette. It serves the public snapshot
-(:func:`stet.publish.ensure_snapshot`: a file beside the archive, ``archive.db-public``,
-rebuilt whenever the archive's event chain has grown), opened in Datasette's immutable mode,
-so that no URL can reach restricted material or write anything: the file holds nothing
-restricted and SQLite opens it read-only. Because the file cannot change, the answers to
-anonymous GET requests are kept in memory (:class:`ResponseCache`, ``$STET_SERVE_CACHE_MB``).
+(:func:`stet.publish.open_snapshot`: a file in the folder ``archive.db-public`` beside the
+archive, one per state of the archive's event chain, built when the chain has grown), opened
+in Datasette's immutable mode, so that no URL can reach restricted material or write
+anything: the file holds nothing restricted and SQLite opens it read-only. The server holds
+its snapshot for as long as it runs: a snapshot file never changes once it has its name, and
+is removed only when no server holds it, so every route of a running server (pages, JSON,
+``/archive.db``) answers from the one snapshot it opened, whatever another ``stet serve``
+builds meanwhile. Because the file cannot change, the answers to anonymous GET requests are
+kept in memory (:class:`ResponseCache`, ``$STET_SERVE_CACHE_MB``). Any method but GET, HEAD
+and OPTIONS answers 405 (the plugin's ``asgi_wrapper``: every database served is immutable).
 
 The metadata comes from ``--metadata FILE``, else ``./metadata.yml`` where present, else the
 copy packaged with stet.
@@ -22,7 +27,7 @@ from typing import Any
 import yaml
 
 from .errors import InvalidInput, NotFound
-from .publish import ensure_snapshot
+from .publish import Snapshot, open_snapshot
 
 DATABASE_NAME = "archive"
 
@@ -64,15 +69,19 @@ def load_metadata(given: str | os.PathLike | None = None) -> dict[str, Any]:
     return metadata
 
 
-def make_datasette(snapshot: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
-                   settings: dict[str, Any] | None = None):
-    """A Datasette serving ``snapshot`` immutable, as ``archive``, with the stet plugin."""
+def make_datasette(snapshot: str | os.PathLike | Snapshot, *,
+                   metadata: dict[str, Any] | None = None, settings: dict[str, Any] | None = None):
+    """A Datasette serving ``snapshot`` immutable, as ``archive``, with the stet plugin. A
+    held :class:`~stet.publish.Snapshot` stays held for as long as the Datasette lives."""
     from datasette.app import Datasette
     from datasette.database import Database
 
     ds = Datasette(metadata=metadata if metadata is not None else load_metadata(),
                    settings={**SETTINGS, **(settings or {})}, cors=False)
-    ds.add_database(Database(ds, path=str(snapshot), is_mutable=False), name=DATABASE_NAME)
+    database = Database(ds, path=os.fspath(snapshot), is_mutable=False)
+    if isinstance(snapshot, Snapshot):
+        database.stet_snapshot = snapshot  # the hold lives as long as the database does
+    ds.add_database(database, name=DATABASE_NAME)
     if "_memory" in ds.databases:  # added when no file is given: not part of the archive
         ds.remove_database("_memory")
     return ds
@@ -148,12 +157,13 @@ def cache_budget() -> int:
 
 def prepare(archive_path: str | os.PathLike, *, metadata: str | os.PathLike | None = None,
             settings: dict[str, Any] | None = None):
-    """Build (or reuse) the snapshot of ``archive_path`` and a Datasette serving it."""
+    """Build (or reuse) the snapshot of ``archive_path`` and a Datasette serving it, holding
+    it; returns the Datasette and the snapshot's path."""
     if not Path(archive_path).exists():
         raise NotFound(f"no archive at {archive_path}")
     meta = load_metadata(metadata)
-    snapshot = ensure_snapshot(archive_path)
-    return make_datasette(snapshot, metadata=meta, settings=settings), snapshot
+    snapshot = open_snapshot(archive_path)
+    return make_datasette(snapshot, metadata=meta, settings=settings), snapshot.path
 
 
 def run(archive_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8001,

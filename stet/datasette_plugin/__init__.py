@@ -7,8 +7,10 @@ Routes:
 - ``/-/documents/<id>/raw``: its raw bytes, as a download;
 - ``/-/search?q=``: full-text search over documents and annotations, counted up to a cap.
 
-Also: ``render_cell`` links documents and annotations to the document page, and
-``prepare_connection`` adds the SQL functions ``stet_micros(time)`` (an ISO 8601 instant as
+Also: ``render_cell`` links documents and annotations to the document page and shows names
+visibly escaped (:func:`stet.display.shown`, also the ``shown`` filter of the templates),
+``asgi_wrapper`` answers 405 to any method but GET, HEAD and OPTIONS on a Datasette whose
+databases are all immutable (nothing there can write), and ``prepare_connection`` adds the SQL functions ``stet_micros(time)`` (an ISO 8601 instant as
 integer microseconds, for comparing with ``modified_us``) and ``stet_fold(text)`` (what the
 full-text index sees of a text) to every connection, so canned queries can use them.
 """
@@ -16,9 +18,11 @@ full-text index sees of a text) to every connection, so canned queries can use t
 from __future__ import annotations
 
 from datasette import hookimpl
+from datasette.utils.asgi import Response
 from markupsafe import Markup
 
 from .. import timeutil
+from ..display import shown
 from ..errors import StetError
 from ..publish import fold
 from . import marks, views
@@ -39,19 +43,87 @@ def prepare_connection(conn):
     conn.create_function("stet_fold", 1, fold, deterministic=True)
 
 
+#: Methods that read: everything else gets 405 wherever nothing can write.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _reads_only(view):
+    """The plugin's pages read: any method but GET or HEAD answers 405 (Datasette hands a
+    registered route every method)."""
+
+    async def inner(datasette, request):
+        if request.method not in ("GET", "HEAD"):
+            return _not_allowed()
+        return await view(datasette, request)
+
+    inner.__name__ = inner.__qualname__ = view.__name__
+    return inner
+
+
+def _not_allowed():
+    return Response.text("Method not allowed: this site is read-only", status=405,
+                         headers={"Allow": ", ".join(SAFE_METHODS)})
+
+
 @hookimpl
 def register_routes():
     return [
-        (r"^/-/documents/(?P<id>[0-9]{1,18})$", views.document_page),
-        (r"^/-/documents/(?P<id>[0-9]{1,18})/raw$", views.raw_bytes),
-        (r"^/-/search$", views.search_page),
+        (r"^/-/documents/(?P<id>[0-9]{1,18})$", _reads_only(views.document_page)),
+        (r"^/-/documents/(?P<id>[0-9]{1,18})/raw$", _reads_only(views.raw_bytes)),
+        (r"^/-/search$", _reads_only(views.search_page)),
     ]
 
 
 @hookimpl
+def asgi_wrapper(datasette):
+    """405 for any method but GET, HEAD and OPTIONS when every database served is immutable
+    (``stet serve``, or ``datasette serve -i`` on a published snapshot): nothing there can
+    write, and Datasette 0.65 answers a POST to a table or a canned query with a 500 (an
+    assertion, or a canned query's answer it cannot send). A Datasette with a mutable
+    database (the workbench, on the live archive) is left alone: its own routes take POSTs."""
+
+    def wrap(app):
+        async def guarded(scope, receive, send):
+            if (scope["type"] == "http" and scope.get("method", "GET") not in SAFE_METHODS
+                    and _all_immutable(datasette)):
+                return await _not_allowed().asgi_send(send)
+            return await app(scope, receive, send)
+
+        return guarded
+
+    return wrap
+
+
+def _all_immutable(datasette) -> bool:
+    served = [db for name, db in datasette.databases.items() if name != "_internal"]
+    return bool(served) and not any(db.is_mutable for db in served)
+
+
+@hookimpl
+def prepare_jinja2_environment(env, datasette):
+    env.filters["shown"] = shown
+
+
+#: Cells holding a name somebody supplied: shown with control and bidirectional formatting
+#: characters escaped, as every name is (the stored value stays exact in the JSON).
+NAME_COLUMNS = {
+    "documents": ("filename", "source", "ingested_by", "media_type"),
+    "annotations": ("author", "creator"),
+    "annotation_revisions": ("author", "creator"),
+    "layers": ("name", "description"),
+    "events": ("actor", "subject"),
+}
+
+
+@hookimpl
 def render_cell(row, value, column, table, database, datasette):
-    """Link a document's title and an annotation's quote to the document page."""
-    if value is None or table not in ("documents", "annotations"):
+    """Link a document's title and an annotation's quote to the document page; show names
+    with their control and bidirectional formatting characters visibly escaped."""
+    if value is None:
+        return None
+    if isinstance(value, str) and column in NAME_COLUMNS.get(table, ()):
+        return Markup(marks.escape(shown(value))) if shown(value) != value else None
+    if table not in ("documents", "annotations"):
         return None
     keys = row.keys() if hasattr(row, "keys") else []
     if table == "documents" and column == "title" and "id" in keys:
@@ -59,7 +131,7 @@ def render_cell(row, value, column, table, database, datasette):
         if doc_id is None:
             return None
         href = datasette.urls.path(f"/-/documents/{doc_id}")
-        return Markup(f'<a class="stet-document" href="{href}">{marks.escape(value)}</a>')
+        return Markup(f'<a class="stet-document" href="{href}">{marks.escape(shown(value))}</a>')
     if table == "annotations" and column == "exact" and "document" in keys and "id" in keys:
         doc_id, ann_id = _int(row["document"]), _int(row["id"])
         if doc_id is None or ann_id is None:
