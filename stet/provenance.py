@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+import orjson
 
 from .hashing import canonical_json, sha256_json, sha256_text
 from .store import GENESIS_HASH
@@ -99,22 +101,109 @@ def iter_events(conn, *, document: int | None = None) -> Iterator[dict[str, Any]
         yield event
 
 
-def check_chain(conn) -> Iterator[str]:
-    """Yield one message per broken link or altered event, in chain order."""
+#: The type each column of ``events`` must hold (``None`` allowed where listed).
+_EVENT_TYPES = (("seq", (int,)), ("time", (str,)), ("actor", (str,)), ("action", (str,)),
+                ("subject", (str, type(None))), ("document", (int, type(None))),
+                ("details", (str,)), ("prev_hash", (str,)), ("hash", (str,)))
+
+
+class DuplicateKey(ValueError):
+    """A JSON object that names a key twice (Python keeps the last, SQLite the first)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise DuplicateKey(f"duplicate key {key!r}")
+        seen.add(key)
+    return dict(pairs)
+
+
+def parse_details(text: str) -> tuple[Any, str | None]:
+    """An event's details parsed, and why the text is not the canonical form of that value
+    (``None`` when it is byte-identical to ``canonical_json`` of it). A text that names a key
+    twice is never canonical: each reader may take a different one of its values.
+
+    Raises ``ValueError`` for text that is not JSON."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = json.loads(text)  # what orjson refuses (integers beyond 64 bits) may be JSON
+    if canonical_json(value) == text:
+        return value, None
+    try:
+        json.loads(text, object_pairs_hook=_unique_keys)
+    except DuplicateKey as exc:
+        return value, str(exc)
+    return value, "key order, spacing or escapes differ"
+
+
+def check_chain(conn, *, expect_head: tuple[int, str] | None = None,
+                visit: Callable[[dict[str, Any]], None] | None = None) -> Iterator[str]:
+    """Yield one message per broken link, altered event or event not in its canonical bytes,
+    in chain order, streaming the events (one at a time in memory).
+
+    Each event's columns must hold their types, its ``details`` must be byte-identical to the
+    canonical JSON of their value, its ``hash`` that of its canonical form, and its
+    ``prev_hash`` the hash of the event before it. ``visit`` is called with each event whose
+    details parse (``details`` as the value), for checks that hold rows to the chain.
+    ``expect_head=(length, hash)``, kept outside the archive, catches what no local check
+    can: a chain cut short, or deleted and chained again from some event on."""
     prev = GENESIS_HASH
     expected_seq = 1
-    for event in iter_events(conn):
+    last = 0
+    head_at_length = None
+    cursor = conn.execute(
+        "SELECT seq, time, actor, action, subject, document, details, prev_hash, hash "
+        "FROM events ORDER BY seq")
+    for row in cursor:
+        event = dict(zip(EVENT_FIELDS + ("hash",), row))
         seq = event["seq"]
-        if seq != expected_seq:
-            yield f"event {expected_seq}: missing (the chain jumps to {seq})"
-        if event["prev_hash"] != prev:
-            yield f"event {seq}: prev_hash does not match the hash of event {seq - 1}"
         try:
-            recomputed = event_hash(event)
-        except (ValueError, TypeError):
-            yield f"event {seq}: details are not valid JSON"
-            recomputed = None
-        if recomputed is not None and recomputed != event["hash"]:
-            yield f"event {seq}: hash mismatch (the event was altered)"
+            for column, types in _EVENT_TYPES:
+                if not isinstance(event[column], types) or isinstance(event[column], bool):
+                    yield (f"event {seq}: {column} holds {type(event[column]).__name__} "
+                           f"{_short(event[column])}, not {' or '.join(_TYPE_NAMES[t] for t in types)}")
+            if seq != expected_seq:
+                yield f"event {expected_seq}: missing (the chain jumps to {seq})"
+            if event["prev_hash"] != prev:
+                yield f"event {seq}: prev_hash does not match the hash of event {seq - 1}"
+            try:
+                details, not_canonical = parse_details(event["details"])
+            except (ValueError, TypeError):
+                yield f"event {seq}: details are not valid JSON"
+            else:
+                if not_canonical:
+                    yield f"event {seq}: details are not byte-identical to their canonical form ({not_canonical})"
+                if sha256_text(_canonical_event(event, canonical_json(details))) != event["hash"]:
+                    yield f"event {seq}: hash mismatch (the event was altered)"
+                if visit is not None:
+                    visit({**event, "details": details})
+        except Exception as exc:  # any value of any type: a problem to report, never a crash
+            yield f"event {seq}: could not be checked ({type(exc).__name__}: {exc})"
         prev = event["hash"]
-        expected_seq = seq + 1
+        if isinstance(seq, int):
+            expected_seq = seq + 1
+            last = max(last, seq)
+            if expect_head is not None and seq == expect_head[0]:
+                head_at_length = event["hash"]
+    if expect_head is not None:
+        length, head = expect_head
+        if length == 0:
+            if head != GENESIS_HASH:
+                yield f"expected head: an empty chain's head is {GENESIS_HASH[:12]}..., not {head[:12]}..."
+        elif head_at_length is None:
+            yield (f"expected head: the chain has {last} events, not the {length} expected "
+                   "(cut short, or another archive)")
+        elif head_at_length != head:
+            yield (f"expected head: event {length} has hash {str(head_at_length)[:16]}..., "
+                   f"not {head[:16]}... (the chain was rewritten)")
+
+
+_TYPE_NAMES = {int: "an integer", str: "text", type(None): "NULL"}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -43,8 +43,8 @@ import sqlite_utils
 
 from . import __version__, store
 from .errors import InvalidInput, NotFound, StetError
-from .hashing import canonical_json, sha256_file
-from .provenance import EVENT_FIELDS, Chain, event_hash
+from .hashing import sha256_file
+from .provenance import EVENT_FIELDS, Chain, event_hash, parse_details
 from .store import STATE_ACTIONS_SQL
 
 #: Bumped whenever what a snapshot holds changes, so cached snapshots are rebuilt.
@@ -274,10 +274,9 @@ def _hidden_documents(conn) -> None:
         event = dict(zip(EVENT_FIELDS + ("hash",), row[:9]))
         seq = event["seq"]
         try:
-            details = json.loads(event["details"], object_pairs_hook=_unique_keys)
-            sound = (canonical_json(details) == event["details"]
-                     and event_hash(event) == event["hash"]
-                     and row[9] in (None, event["hash"]))
+            details, not_canonical = parse_details(event["details"])
+            sound = (not_canonical is None and isinstance(details, dict)
+                     and event_hash(event) == event["hash"] and row[9] in (None, event["hash"]))
         except (TypeError, ValueError):
             sound = False
         if not sound:
@@ -292,13 +291,6 @@ def _hidden_documents(conn) -> None:
             hidden.add(doc_id)
     conn.executemany("INSERT INTO temp.hidden_documents (id) VALUES (?)",
                      ((doc_id,) for doc_id in sorted(hidden)))
-
-
-def _unique_keys(pairs):
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate key")
-    return dict(pairs)
 
 
 def public_details(details: dict[str, Any]) -> dict[str, Any]:

@@ -1,106 +1,581 @@
-"""Fixity and consistency: recompute everything that can be recomputed, report every problem.
+"""Fixity and consistency: every row held to the chain, the schema to its triggers, each event
+to its canonical bytes (DESIGN.md, invariants 1, 5 and 8). Every problem is reported.
 
 Like bagit-python's ``validate``, :func:`verify` does not stop at the first problem: it
-collects them all, each naming the document (id and SHA-256 prefix), annotation or event.
+collects them all, each naming the document (id and SHA-256 prefix), annotation and
+revision, layer or event. No value of any type in any column makes it crash: whatever a check
+did not expect becomes a problem line.
+
+What the chain records, and what each table is held to:
+
+- ``documents``, ``texts``, ``blobs``: each document has exactly one ``ingest`` event, whose
+  details give its SHA-256, size, media type, file name, parent, supersedes, title, source,
+  restriction (as ingested; in a public snapshot the row holds the current state, from the
+  latest :data:`stet.store.STATE_ACTIONS` event, and nothing may be restricted), its text's
+  SHA-256 and extractor; the event's actor and time are ``ingested_by`` and ``ingested_at``.
+  The raw bytes are hashed again, chunk by chunk; the text is hashed and measured again.
+- ``annotation_revisions``: each ``annotate``, ``revise`` or ``retract`` event records one
+  revision (:func:`stet.annotations.event_details`, with the hash of all of it); each
+  ``import`` event the rows it inserted (``rows``: ids first to last, their count and
+  :func:`stet.annotations.rows_digest`). Every revision is recorded by exactly one of them
+  (a public snapshot carries its imports' events with the digest of the rows it publishes).
+  ``exact`` is the text at ``start:end``; ``annotations`` is the latest revision of each.
+- ``layers``: each has exactly one ``layer-add`` event with its id, name, description and
+  colour (actor and time: ``created_by``, ``created``).
+- the schema: every table, index, trigger and view stet's migrations create, with the same
+  SQL (an append-only trigger dropped or altered is named), no trigger of anyone else's, and
+  every migration recorded.
+
+It reads in passes that each stream: the events once in chain order (then once more, only the
+annotation events, beside the revisions in id order: the two are written in the same order),
+the documents in id order with their blobs and texts (each text read once) beside the
+revisions with spans in document order. What stays in memory is a few small values per
+document and per layer.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from .hashing import sha256_text
-from .provenance import check_chain
+import sqlite_utils
+
+from .annotations import REVISION_COLUMNS, event_details, revisions_digest
+from .errors import InvalidInput
+from .provenance import check_chain, parse_details
+from .store import STATE_ACTIONS, migrations
+
+#: Actions whose ``document`` must name a document row.
+_DOCUMENT_ACTIONS = frozenset(("ingest", "ingest-duplicate", *STATE_ACTIONS))
+#: Actions that record one annotation revision each.
+_REVISION_ACTIONS = ("annotate", "revise", "retract")
+#: What an ingest event's details say of the rows it wrote, in this order.
+_INGEST_KEYS = ("sha256", "size", "media_type", "filename", "parent", "supersedes", "title",
+                "source", "restricted", "text_sha256", "extractor", "extractor_version")
+#: Keys an older archive's ingest events may lack: checked only when present.
+_OPTIONAL_KEYS = frozenset(("filename", "supersedes"))
+#: Keys that are NULL when absent.
+_NULL_WHEN_ABSENT = frozenset(("parent",))
+_ABSENT = object()
 
 
-def verify(conn) -> list[str]:
+def verify(conn, *, expect_head: tuple[int, str] | None = None) -> list[str]:
+    """Every problem found, as one line each (an empty list when the archive is sound).
+
+    ``expect_head=(length, hash)``: a chain head kept elsewhere (``stet log --head``); a
+    problem unless event ``length`` exists with that hash."""
+    expect_head = _expected_head(expect_head)
+    facts = _Facts()
     problems: list[str] = []
-    problems.extend(check_blobs(conn))
-    problems.extend(check_texts(conn))
-    problems.extend(check_chain(conn))
-    problems.extend(check_spans(conn))
-    problems.extend(check_current_state(conn))
+    steps: list[tuple[str, Callable[[], Iterable[str]]]] = [
+        ("schema", lambda: check_schema(conn)),
+        ("documents", lambda: facts.load_documents(conn)),
+        ("event chain", lambda: check_chain(conn, expect_head=expect_head, visit=facts.add)),
+        ("events", lambda: facts.problems),
+        ("documents", lambda: check_documents(conn, facts)),
+        ("annotation revisions", lambda: check_revisions(conn, facts)),
+        ("current state", lambda: check_current_state(conn)),
+        ("layers", lambda: check_layers(conn, facts)),
+    ]
+    for name, step in steps:
+        problems.extend(_guarded(name, step))
     return problems
+
+
+def _guarded(name: str, step: Callable[[], Iterable[str]]) -> Iterator[str]:
+    """The step's problems; an exception it did not expect ends it with one more problem."""
+    try:
+        yield from step()
+    except Exception as exc:  # a damaged archive: report, never a traceback
+        yield f"verify: the {name} check stopped: {type(exc).__name__}: {exc}"
+
+
+def _expected_head(expect_head) -> tuple[int, str] | None:
+    if expect_head is None:
+        return None
+    try:
+        length, head = expect_head
+    except (TypeError, ValueError):
+        raise InvalidInput("expect_head is (length, hash)") from None
+    head = str(head).lower()
+    if (not isinstance(length, int) or isinstance(length, bool) or length < 0
+            or len(head) != 64 or any(c not in "0123456789abcdef" for c in head)):
+        raise InvalidInput(f"expected head {length}:{head}: give LENGTH:HASH, a chain length "
+                           "and the SHA-256 (64 hex digits) of its head")
+    return length, head
 
 
 def _doc(doc_id, sha) -> str:
     return f"document {doc_id} (sha256 {str(sha)[:12]})"
 
 
-def check_blobs(conn) -> Iterator[str]:
-    """Every document's raw bytes, chunk by chunk, against their SHA-256 and size."""
-    docs = conn.execute(
-        "SELECT d.id, d.sha256, d.size, b.size, b.chunk_count, b.storage FROM documents d "
-        "LEFT JOIN blobs b ON b.sha256 = d.sha256 ORDER BY d.id"
-    ).fetchall()
-    for doc_id, sha, doc_size, blob_size, chunk_count, storage in docs:
-        name = _doc(doc_id, sha)
-        if blob_size is None:
-            yield f"{name}: raw bytes missing"
-            continue
-        if storage == "text":
-            row = conn.execute("SELECT CAST(text AS BLOB) FROM texts WHERE document = ?",
-                               (doc_id,)).fetchone()
-            data = bytes(row[0] or b"") if row else b""
-            if row is None:
-                yield f"{name}: raw bytes (kept as its text) missing"
-            elif len(data) != blob_size or len(data) != doc_size:
-                yield f"{name}: raw bytes are {len(data)} bytes, recorded {doc_size}"
-            elif hashlib.sha256(data).hexdigest() != sha:
-                yield f"{name}: raw bytes do not match their SHA-256 (kept as its text, which was changed)"
-            continue
-        digest = hashlib.sha256()
-        size = 0
-        expected_seq = 0
-        gap = False
-        for seq, data in conn.execute(
-            "SELECT seq, data FROM blob_chunks WHERE sha256 = ? ORDER BY seq", (sha,)
-        ):
-            if seq != expected_seq:
-                gap = True
-            expected_seq = seq + 1
-            data = bytes(data) if not isinstance(data, bytes) else data
-            digest.update(data)
-            size += len(data)
-        if gap or expected_seq != chunk_count:
-            yield f"{name}: raw bytes incomplete ({expected_seq} of {chunk_count} chunks, or out of order)"
-        if size != blob_size or size != doc_size:
-            yield f"{name}: raw bytes are {size} bytes, recorded {doc_size}"
-        if digest.hexdigest() != sha:
-            yield f"{name}: raw bytes do not match their SHA-256 (got {digest.hexdigest()[:12]})"
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_texts(conn) -> Iterator[str]:
-    for doc_id, sha, text_sha, length, text in conn.execute(
-        "SELECT d.id, d.sha256, t.sha256, t.length, t.text FROM documents d "
-        "LEFT JOIN texts t ON t.document = d.id ORDER BY d.id"
+# -- what the chain records ---------------------------------------------------------------
+
+
+class _Facts:
+    """What the events say about documents, layers and imports, gathered while the chain is
+    streamed (small values per document and layer; nothing per annotation)."""
+
+    def __init__(self) -> None:
+        self.snapshot = False  # a public snapshot: its event 1 is its publish event
+        self.documents: set[int] = set()
+        self.ingests: dict[Any, list[tuple]] = {}  # document -> [(seq, actor, time, values)]
+        self.state: dict[Any, tuple] = {}  # document -> (seq, action, details) of the latest
+        self.layers: dict[Any, list[tuple]] = {}  # layer id -> [(seq, subject, actor, time, details)]
+        self.imports: list[tuple[int, int, int, Any, Any]] = []  # (first, last, seq, count, sha)
+        self.revision_events = 0
+        self.problems: list[str] = []
+
+    def load_documents(self, conn) -> Iterator[str]:
+        self.documents = {row[0] for row in conn.execute("SELECT id FROM documents")}
+        return iter(())
+
+    def add(self, event: dict[str, Any]) -> None:
+        seq, action, document, details = (event["seq"], event["action"], event["document"],
+                                          event["details"])
+        if seq == 1 and action == "publish":
+            self.snapshot = True
+        if action in _REVISION_ACTIONS:
+            self.revision_events += 1
+            return
+        if action in _DOCUMENT_ACTIONS:
+            if document not in self.documents:
+                self.problems.append(f"event {seq} ({action}): document {document} does not exist")
+                return
+            if not isinstance(details, dict):
+                self.problems.append(f"event {seq} ({action}): details are not a JSON object")
+                return
+            if action == "ingest":
+                values = tuple(
+                    details.get(k, None if k in _NULL_WHEN_ABSENT else _ABSENT) for k in _INGEST_KEYS)
+                self.ingests.setdefault(document, []).append(
+                    (seq, event["actor"], event["time"], event["subject"], values))
+            if action in STATE_ACTIONS:
+                self.state[document] = (seq, action, details.get("title", _ABSENT),
+                                        details.get("source", _ABSENT),
+                                        details.get("restricted", _ABSENT))
+        elif action == "layer-add":
+            if not isinstance(details, dict):
+                self.problems.append(f"event {seq} (layer-add): details are not a JSON object")
+                return
+            self.layers.setdefault(details.get("id"), []).append(
+                (seq, event["subject"], event["actor"], event["time"], details))
+        elif action == "import":
+            rows = details.get("rows") if isinstance(details, dict) else None
+            if rows is None:
+                return
+            first, last, count, sha = (rows.get(k) for k in ("first", "last", "count", "sha256")) \
+                if isinstance(rows, dict) else (None,) * 4
+            if not (type(first) is int and type(last) is int and first <= last):
+                self.problems.append(f"event {seq} (import): rows {_show(rows)} name no range "
+                                     "of revision ids")
+                return
+            self.imports.append((first, last, seq, count, sha))
+
+
+# -- the schema -----------------------------------------------------------------------------
+
+
+def expected_schema() -> tuple[dict[tuple[str, str], tuple[str, str]], set[tuple[str, str]]]:
+    """What stet's migrations create, from a fresh in-memory archive: ``{(type, name):
+    (tbl_name, sql)}``, and the ``(migration_set, name)`` rows of ``_sqlite_migrations``."""
+    fresh = sqlite_utils.Database(memory=True)
+    try:
+        migrations.apply(fresh)
+        schema = {(t, n): (tbl, sql) for t, n, tbl, sql in fresh.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master")}
+        applied = set(fresh.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall())
+    finally:
+        fresh.conn.close()
+    return schema, applied
+
+
+def check_schema(conn) -> Iterator[str]:
+    """Every table, index, trigger and view of stet's schema, with its SQL; no other trigger;
+    every migration recorded. Other tables (a snapshot's full-text indexes) are allowed."""
+    expected, applied = expected_schema()
+    actual = {(t, n): (tbl, sql) for t, n, tbl, sql in conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master")}
+    for (kind, name), value in sorted(expected.items()):
+        if (kind, name) not in actual:
+            yield f"schema: {kind} {name} is missing"
+        elif actual[(kind, name)] != value and name != "_sqlite_migrations":
+            # (the migrations table's own SQL is sqlite-utils', which may differ by version)
+            yield f"schema: {kind} {name} differs from stet's"
+    for kind, name in sorted(set(actual) - set(expected)):
+        if kind == "trigger":
+            yield f"schema: trigger {name} is not part of stet's schema"
+    if ("table", "_sqlite_migrations") in actual:
+        recorded = set(conn.execute("SELECT migration_set, name FROM _sqlite_migrations").fetchall())
+        for migration_set, name in sorted(applied - recorded):
+            yield f"schema: migration {migration_set} {name} is not recorded in _sqlite_migrations"
+
+
+# -- documents, raw bytes, texts, spans ------------------------------------------------------
+
+_DOCUMENTS = (
+    "SELECT d.id, d.sha256, d.size, d.media_type, d.filename, d.parent, d.supersedes, d.title, "
+    "d.source, d.restricted, d.ingested_by, d.ingested_at, "
+    "b.sha256, b.size, b.chunk_count, b.storage, "
+    "t.document, t.sha256, t.length, t.extractor, t.extractor_version, typeof(t.text), "
+    "CAST(t.text AS BLOB) "
+    "FROM documents d LEFT JOIN blobs b ON b.sha256 = d.sha256 "
+    "LEFT JOIN texts t ON t.document = d.id ORDER BY d.id"
+)
+#: The revisions with a span, in document order (the (document, modified_us) index: no sort).
+_SPANS = ('SELECT document, annotation, revision, start, "end", exact FROM annotation_revisions '
+          "INDEXED BY annotation_revisions_document_time WHERE start IS NOT NULL "
+          "ORDER BY document, modified_us")
+
+
+def check_documents(conn, facts: _Facts) -> Iterator[str]:
+    """Each document against its ingest event (and, in a snapshot, its current state), its
+    raw bytes against their SHA-256, its text against its SHA-256 and length, and every span
+    on it against the text: one document (and one text) in memory at a time."""
+    spans = _Spans(conn.execute(_SPANS))
+    for row in conn.execute(_DOCUMENTS):
+        doc_id = row[0]
+        name = _doc(doc_id, row[1])
+        try:
+            text_bytes = row[22]
+            yield from _check_ingest(name, row, facts)
+            yield from _check_blob(conn, name, row, text_bytes)
+            text = yield from _check_text(name, row, text_bytes)
+        except Exception as exc:
+            yield f"{name}: could not be checked ({type(exc).__name__}: {exc})"
+            text = None
+        yield from spans.check(doc_id, text, name)
+    yield from spans.rest()
+    for (doc_id,) in conn.execute(
+            "SELECT document FROM texts WHERE document NOT IN (SELECT id FROM documents)"):
+        yield f"texts: a text for document {doc_id}, which does not exist"
+
+
+def _check_ingest(name: str, row: tuple, facts: _Facts) -> Iterator[str]:
+    doc_id = row[0]
+    events = facts.ingests.get(doc_id, [])
+    if not events:
+        yield f"{name}: no ingest event records it"
+        return
+    if len(events) > 1:
+        yield f"{name}: {len(events)} ingest events record it (events {', '.join(str(e[0]) for e in events)})"
+    seq, actor, time, subject, values = events[0]
+    recorded = dict(zip(_INGEST_KEYS, values))
+    where = f"its ingest event (event {seq})"
+    lacking = [k for k, v in recorded.items() if v is _ABSENT and k not in _OPTIONAL_KEYS]
+    if lacking:
+        yield f"{name}: {where} records no {', '.join(lacking)}"
+    if subject != f"document:{doc_id}":
+        yield f"{name}: {where} names {_show(subject)}"
+    stored = {"sha256": row[1], "size": row[2], "media_type": row[3], "filename": row[4],
+              "parent": row[5], "supersedes": row[6]}
+    for key, value in stored.items():
+        expected = recorded[key]
+        if expected is _ABSENT:
+            continue
+        if (facts.snapshot and key == "supersedes" and value is None
+                and expected not in facts.documents):
+            continue  # a snapshot leaves out a superseded document that is withheld
+        if not _same(value, expected):
+            yield f"{name}: documents.{key} is {_show(value)}, {where} records {_recorded(expected)}"
+    for column, value in (("ingested_by", row[10]), ("ingested_at", row[11])):
+        expected = actor if column == "ingested_by" else time
+        if value != expected or type(value) is not type(expected):
+            yield f"{name}: documents.{column} is {_show(value)}, {where} records {_show(expected)}"
+    state = {"title": row[7], "source": row[8], "restricted": row[9]}
+    if facts.snapshot:
+        current = facts.state.get(doc_id)
+        if row[9] != 0:
+            yield f"{name}: documents.restricted is {_show(row[9])} in a public snapshot"
+        if current is None:
+            yield f"{name}: no ingest, restrict, unrestrict or edit event gives its state"
+            return
+        cseq, action, title, source, restricted = current
+        if restricted is not False:
+            yield (f"{name}: restricted by event {cseq} ({action}), yet in a public snapshot")
+        where = f"its current state (event {cseq}, {action})"
+        for key, expected in (("title", title), ("source", source)):
+            if not _same(state[key], expected):
+                yield f"{name}: documents.{key} is {_show(state[key])}, {where} records {_recorded(expected)}"
+    else:
+        for key, value in state.items():
+            if recorded[key] is not _ABSENT and not _same(value, recorded[key]):
+                yield f"{name}: documents.{key} is {_show(value)}, {where} records {_recorded(recorded[key])}"
+    has_text = row[16] is not None
+    if has_text:
+        for column, value, key in (("sha256", row[17], "text_sha256"), ("extractor", row[19], "extractor"),
+                                   ("extractor_version", row[20], "extractor_version")):
+            if recorded[key] is not _ABSENT and not _same(value, recorded[key]):
+                yield f"{name}: texts.{column} is {_show(value)}, {where} records {key} {_recorded(recorded[key])}"
+
+
+def _same(value: Any, expected: Any) -> bool:
+    """A column's value against what an event's JSON records (a bool is stored as 0 or 1)."""
+    if isinstance(expected, bool):
+        return type(value) is int and value == int(expected)
+    if expected is _ABSENT:
+        return False
+    return value == expected and type(value) is type(expected)
+
+
+def _recorded(expected: Any) -> str:
+    return "nothing" if expected is _ABSENT else _show(expected)
+
+
+def _check_blob(conn, name: str, row: tuple, text_bytes: Any) -> Iterator[str]:
+    """The raw bytes, chunk by chunk (or, kept as the text, the text's bytes), against the
+    document's SHA-256 and size."""
+    sha, doc_size, blob_sha, blob_size, chunk_count, storage = row[1], row[2], *row[12:16]
+    if blob_sha is None:
+        yield f"{name}: raw bytes missing"
+        return
+    if storage == "text":
+        if row[16] is None:
+            yield f"{name}: raw bytes (kept as its text) missing"
+            return
+        data = text_bytes if isinstance(text_bytes, bytes) else b""
+        if len(data) != blob_size or len(data) != doc_size:
+            yield from _sizes(name, len(data), doc_size, blob_size)
+        elif hashlib.sha256(data).hexdigest() != sha:
+            yield f"{name}: raw bytes do not match their SHA-256 (kept as its text, which was changed)"
+        return
+    if storage != "chunks":
+        yield f"{name}: raw bytes stored as {_show(storage)}, neither 'chunks' nor 'text'"
+        return
+    digest = hashlib.sha256()
+    size = 0
+    expected_seq = 0
+    gap = False
+    for seq, data, kind in conn.execute(
+        "SELECT seq, data, typeof(data) FROM blob_chunks WHERE sha256 = ? ORDER BY seq", (sha,)
     ):
-        name = _doc(doc_id, sha)
-        if text is None and text_sha is None:
-            yield f"{name}: extracted text missing"
-            continue
-        if not isinstance(text, str):
-            yield f"{name}: extracted text is not text"
-            continue
-        if sha256_text(text) != text_sha:
-            yield f"{name}: text does not match its SHA-256"
-        if len(text) != length:
-            yield f"{name}: text is {len(text)} code points, recorded {length}"
+        if seq != expected_seq:
+            gap = True
+        if kind != "blob":
+            yield f"{name}: raw bytes chunk {_show(seq)} is stored as {kind}, not as a BLOB"
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogatepass")
+        elif not isinstance(data, bytes):
+            data = str(data).encode()
+        expected_seq = seq + 1 if isinstance(seq, int) else expected_seq + 1
+        digest.update(data)
+        size += len(data)
+    if gap or expected_seq != chunk_count:
+        yield f"{name}: raw bytes incomplete ({expected_seq} of {_show(chunk_count)} chunks, or out of order)"
+    yield from _sizes(name, size, doc_size, blob_size)
+    if digest.hexdigest() != sha:
+        yield f"{name}: raw bytes do not match their SHA-256 (got {digest.hexdigest()[:12]})"
 
 
-def check_spans(conn) -> Iterator[str]:
-    """``exact == text[start:end]`` and ``0 <= start < end <= length`` for every revision."""
-    for ann, rev, doc_id, start, end, exact, text in conn.execute(
-        'SELECT r.annotation, r.revision, r.document, r.start, r."end", r.exact, t.text '
-        "FROM annotation_revisions r LEFT JOIN texts t ON t.document = r.document "
-        "WHERE r.start IS NOT NULL ORDER BY r.id"
-    ):
-        if text is None:
-            yield f"annotation {ann} revision {rev}: document {doc_id} has no text"
-        elif not (0 <= start < end <= len(text)):
-            yield f"annotation {ann} revision {rev}: span {start}:{end} outside document {doc_id}'s text"
-        elif text[start:end] != exact:
-            yield f"annotation {ann} revision {rev}: exact is not the text at {start}:{end} of document {doc_id}"
+def _sizes(name: str, size: int, doc_size: Any, blob_size: Any) -> Iterator[str]:
+    if size != doc_size:
+        yield f"{name}: raw bytes are {size} bytes, documents.size records {_show(doc_size)}"
+    elif size != blob_size:
+        yield f"{name}: raw bytes are {size} bytes, blobs.size records {_show(blob_size)}"
+
+
+def _check_text(name: str, row: tuple, data: Any):
+    """The text against its SHA-256 and length; returns it (``None`` if unusable)."""
+    has_text, text_sha, length, kind = row[16], row[17], row[18], row[21]
+    if has_text is None:
+        yield f"{name}: extracted text missing"
+        return None
+    if kind != "text":
+        yield f"{name}: extracted text is stored as {kind}, not as text"
+    if not isinstance(data, bytes):
+        return None
+    if hashlib.sha256(data).hexdigest() != text_sha:
+        yield f"{name}: text does not match its SHA-256"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        yield f"{name}: text is not valid UTF-8"
+        return None
+    if len(text) != length:
+        yield f"{name}: text is {len(text)} code points, recorded {_show(length)}"
+    return text
+
+
+class _Spans:
+    """The revisions with a span, in document order, consumed beside the documents."""
+
+    def __init__(self, cursor) -> None:
+        self.rows = iter(cursor)
+        self.next = next(self.rows, None)
+
+    def check(self, doc_id: int, text: str | None, name: str) -> Iterator[str]:
+        """``0 <= start < end <= length`` and ``exact == text[start:end]`` for each revision
+        on this document (after reporting those on documents before it, which do not exist)."""
+        while self.next is not None and _before(self.next[0], doc_id):
+            yield from self._orphan(self.next)
+            self.next = next(self.rows, None)
+        while self.next is not None and self.next[0] == doc_id:
+            _, ann, rev, start, end, exact = self.next
+            where = f"annotation {ann} revision {rev}"
+            try:
+                if text is None:
+                    yield f"{where}: {name} has no usable text"
+                elif not (type(start) is int and type(end) is int and 0 <= start < end <= len(text)):
+                    yield f"{where}: span {_show(start)}:{_show(end)} outside document {doc_id}'s text"
+                elif text[start:end] != exact:
+                    yield f"{where}: exact is not the text at {start}:{end} of document {doc_id}"
+            except Exception as exc:
+                yield f"{where}: could not be checked ({type(exc).__name__}: {exc})"
+            self.next = next(self.rows, None)
+
+    def rest(self) -> Iterator[str]:
+        while self.next is not None:
+            yield from self._orphan(self.next)
+            self.next = next(self.rows, None)
+
+    @staticmethod
+    def _orphan(row: tuple) -> Iterator[str]:
+        yield f"annotation {row[1]} revision {row[2]}: document {_show(row[0])} does not exist"
+
+
+def _before(a: Any, b: int) -> bool:
+    """SQLite's order of a document value against a document id (integers first, then the rest)."""
+    if a is None:
+        return True
+    return a < b if isinstance(a, (int, float)) else False
+
+
+# -- annotation revisions against their events ---------------------------------------------
+
+_REVISIONS = "SELECT id, " + ", ".join(f'"{c}"' for c in REVISION_COLUMNS) + " FROM annotation_revisions"
+_REVISION_EVENTS = ("SELECT seq, time, actor, action, subject, document, details FROM events "
+                    "WHERE action IN ('annotate', 'revise', 'retract') ORDER BY seq")
+
+
+def check_revisions(conn, facts: _Facts) -> Iterator[str]:
+    """Every revision recorded by exactly one event: its own annotate, revise or retract
+    event (which must match it, hash of all of it included), or the ``rows`` of an import;
+    every such event finds its revision; each import's rows hash to what it recorded.
+
+    Each row is read once: those in an import's range by
+    :func:`stet.annotations.revisions_digest`, the others here. Revisions and their events
+    are written in the same order (a revision, then its event, in one transaction; a
+    snapshot copies both in order), so those rows in id order and the events in chain order
+    are walked side by side; only a mismatch is looked up by key."""
+    ranges = sorted(facts.imports)
+    for (first, last, seq, count, sha), following in zip(ranges, ranges[1:]):
+        if following[0] <= last:
+            yield (f"event {following[2]} (import): its rows {following[0]}-{following[1]} "
+                   f"overlap those of event {seq} ({first}-{last})")
+    for first, last, seq, count, sha in ranges:
+        found, digest = revisions_digest(conn, first, last)
+        if found != count or digest != sha or count != last - first + 1:
+            yield (f"event {seq} (import): revisions {first}-{last} are not the rows it recorded "
+                   f"({_show(count)} rows, sha256 {str(sha)[:12]}; found {found}, {digest[:12]})")
+
+    def importer(row_id: int | None) -> int | None:
+        """The import event whose rows include this id, if any."""
+        if row_id is None:
+            return None
+        i = bisect.bisect_right(firsts, row_id) - 1
+        return ranges[i][2] if i >= 0 and row_id <= ranges[i][1] else None
+
+    firsts = [r[0] for r in ranges]
+    events = _revision_events(conn)
+    current = next(events, None)
+    located: Any = False  # the id of current's revision, None if absent (False: not looked up)
+    for row in _unimported_rows(conn, ranges):
+        row_id, revision = row[0], dict(zip(REVISION_COLUMNS, row[1:]))
+        key = (revision["annotation"], revision["revision"])
+        where = f"annotation {key[0]} revision {key[1]}"
+        try:
+            while current is not None and current[0] != key:
+                if located is False:
+                    located = _locate(conn, current[0])
+                if located is not None and importer(located) is None and located > row_id:
+                    break  # its revision lies ahead: this one is not recorded by it
+                yield from _missing(current, located, importer(located))
+                current, located = next(events, None), False
+            if current is not None and current[0] == key:
+                yield from _compare(where, revision, current)
+                current, located = next(events, None), False
+            else:
+                yield (f"{where}: no event records it (no annotate, revise or retract event, "
+                       "and no import's rows)")
+        except Exception as exc:
+            yield f"{where}: could not be checked ({type(exc).__name__}: {exc})"
+    while current is not None:
+        located = _locate(conn, current[0]) if located is False else located
+        yield from _missing(current, located, importer(located))
+        current, located = next(events, None), False
+
+
+def _unimported_rows(conn, ranges: list[tuple]) -> Iterator[tuple]:
+    """The revision rows outside every import's range, in id order."""
+    lower = None
+    for first, last, *_ in [*ranges, (None, None)]:
+        clauses = [c for c, v in (("id > ?", lower), ("id < ?", first)) if v is not None]
+        params = [v for v in (lower, first) if v is not None]
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        yield from conn.execute(f"{_REVISIONS}{where} ORDER BY id", params)
+        if last is not None:
+            lower = last if lower is None else max(lower, last)
+
+
+def _revision_events(conn) -> Iterator[tuple]:
+    """``((annotation, revision), seq, action, actor, time, document, details)`` of each
+    annotate, revise and retract event, in chain order (details as parsed)."""
+    for seq, time, actor, action, subject, document, text in conn.execute(_REVISION_EVENTS):
+        try:
+            details, _ = parse_details(text)  # not canonical: reported by the chain check
+            annotation = int(subject.removeprefix("annotation:")) \
+                if isinstance(subject, str) and subject.startswith("annotation:") else None
+            revision = details.get("revision") if isinstance(details, dict) else None
+        except (ValueError, TypeError):
+            continue  # reported by the chain check
+        yield ((annotation, revision), seq, action, actor, time, document, details)
+
+
+def _locate(conn, key: tuple) -> int | None:
+    if not all(type(k) is int for k in key):
+        return None
+    row = conn.execute("SELECT id FROM annotation_revisions WHERE annotation = ? AND revision = ?",
+                       key).fetchone()
+    return row[0] if row else None
+
+
+def _missing(event: tuple, located: int | None, importer: int | None) -> Iterator[str]:
+    (annotation, revision), seq, action = event[:3]
+    if importer is not None:
+        yield (f"annotation {annotation} revision {revision}: recorded twice, by event {seq} "
+               f"({action}) and by the rows of import event {importer}")
+    elif located is None:
+        yield f"event {seq} ({action}): annotation {annotation} revision {revision} does not exist"
+    else:
+        yield (f"event {seq} ({action}): annotation {annotation} revision {revision} is "
+               "recorded by another event too, or out of order")
+
+
+def _compare(where: str, revision: dict[str, Any], event: tuple) -> Iterator[str]:
+    _, seq, action, actor, time, document, details = event
+    expected = event_details(revision)
+    recorded = {k: v for k, v in details.items() if k != "original"} \
+        if isinstance(details, dict) else details
+    if recorded != expected:
+        differ = sorted(k for k in set(expected) | set(recorded or {})
+                        if not isinstance(recorded, dict) or recorded.get(k, _ABSENT) != expected.get(k, _ABSENT))
+        yield (f"{where}: does not match event {seq} ({action}): {', '.join(differ)} differ"
+               + (" (the revision was changed)" if "revision_sha256" in differ else ""))
+    if actor != revision["author"]:
+        yield f"{where}: author is {_show(revision['author'])}, event {seq} ({action}) records {_show(actor)}"
+    if time != revision["modified"]:
+        yield f"{where}: modified is {_show(revision['modified'])}, event {seq} ({action}) records {_show(time)}"
+    if document != revision["document"]:
+        yield f"{where}: document is {_show(revision['document'])}, event {seq} ({action}) records {_show(document)}"
+
+
+# -- the current state ----------------------------------------------------------------------
 
 
 def check_current_state(conn) -> Iterator[str]:
@@ -120,3 +595,38 @@ def check_current_state(conn) -> Iterator[str]:
     ).fetchall()
     for (ann,) in extra:
         yield f"annotation {ann}: in the current state but has no revision"
+
+
+# -- layers ---------------------------------------------------------------------------------
+
+
+def check_layers(conn, facts: _Facts) -> Iterator[str]:
+    """Each layer against its one layer-add event; each layer-add event finds its layer."""
+    seen = set()
+    for layer_id, name, description, colour, created_by, created in conn.execute(
+        "SELECT id, name, description, colour, created_by, created FROM layers ORDER BY id"
+    ):
+        seen.add(layer_id)
+        where = f"layer {layer_id} ({_show(name)})"
+        events = facts.layers.get(layer_id, [])
+        if not events:
+            yield f"{where}: no layer-add event records it"
+            continue
+        if len(events) > 1:
+            yield f"{where}: {len(events)} layer-add events record it (events {', '.join(str(e[0]) for e in events)})"
+        seq, subject, actor, time, details = events[0]
+        for column, value, expected in (
+            ("name", name, details.get("name", _ABSENT)),
+            ("description", description, details.get("description", _ABSENT)),
+            ("colour", colour, details.get("colour", _ABSENT)),
+            ("created_by", created_by, actor),
+            ("created", created, time),
+        ):
+            if not _same(value, expected):
+                yield f"{where}: {column} is {_show(value)}, event {seq} (layer-add) records {_recorded(expected)}"
+        if subject != f"layer:{name}":
+            yield f"{where}: event {seq} (layer-add) names {_show(subject)}"
+    for layer_id, events in facts.layers.items():
+        if layer_id not in seen:
+            for event in events:
+                yield f"event {event[0]} (layer-add): layer {_show(layer_id)} does not exist"

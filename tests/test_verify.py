@@ -20,13 +20,18 @@ def filled(db_path, tmp_path, run):
 
 
 def tamper(db_path, *statements):
-    """Drop every protecting trigger, then run the statements: what an attacker could do."""
+    """Drop every protecting trigger, run the statements, then put the triggers back exactly
+    as they were: what an attacker could do, leaving the schema as stet made it."""
     conn = sqlite3.connect(db_path, isolation_level=None)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+    dropped = []
+    for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall():
         if any(name.startswith(t + "_no_") for t in APPEND_ONLY) or name == "events_linear":
             conn.execute(f"DROP TRIGGER {name}")
+            dropped.append(sql)
     for sql, *params in statements:
         conn.execute(sql, *params)
+    for sql in dropped:
+        conn.execute(sql)
     conn.close()
 
 
@@ -77,14 +82,18 @@ def test_changed_extracted_text(run, filled):
 
 def test_changed_event(run, filled):
     tamper(filled, ("UPDATE events SET actor = 'mallory' WHERE seq = 2",))
-    assert run("verify").stdout == "event 2: hash mismatch (the event was altered)\n"
+    assert run("verify").stdout.splitlines() == [
+        "event 2: hash mismatch (the event was altered)",
+        f"document 2 (sha256 {sha_prefix(filled, 2)}): documents.ingested_by is 'tester', "
+        "its ingest event (event 2) records 'mallory'"]
 
 
 def test_removed_event_and_rechained(run, filled):
     tamper(filled, ("DELETE FROM events WHERE seq = 2",))
     out = run("verify").stdout.splitlines()
     assert out == ["event 2: missing (the chain jumps to 3)",
-                   "event 3: prev_hash does not match the hash of event 2"]
+                   "event 3: prev_hash does not match the hash of event 2",
+                   f"document 2 (sha256 {sha_prefix(filled, 2)}): no ingest event records it"]
 
 
 def test_deleted_document_bytes(run, filled):
@@ -99,8 +108,10 @@ def test_every_problem_reported_at_once(run, filled):
            ("UPDATE events SET details = '{}' WHERE seq = 3",))
     result = run("verify")
     assert result.exit_code == 1
-    assert len(result.stdout.splitlines()) == 3  # text hash, text length, event 3
-    assert result.stderr == "3 problems found\n"
+    # event 3; document 2's text hash and length; document 3 against its emptied event
+    assert len(result.stdout.splitlines()) == 4, result.stdout
+    assert f"document 3 (sha256 {sha_prefix(filled, 3)}): its ingest event (event 3) records no sha256, size" in result.stdout
+    assert result.stderr == "4 problems found\n"
 
 
 def test_reading_commands_write_nothing(run, filled, tmp_path):
