@@ -346,16 +346,33 @@ def get(conn, annotation: int) -> dict[str, Any]:
     return _record(row)
 
 
+#: The import events' ``rows`` ranges (read once: there are few), and who imported a revision
+#: row: the actor of the import event whose range holds it.
+_IMPORTS = (
+    "WITH imports AS MATERIALIZED (SELECT actor, json_extract(details, '$.rows.first') AS first, "
+    "json_extract(details, '$.rows.last') AS last FROM events WHERE action = 'import' "
+    "AND json_type(details, '$.rows') = 'object') "
+)
+_IMPORTED_BY = "(SELECT i.actor FROM imports i WHERE a.id BETWEEN i.first AND i.last)"
+
+
 def history(conn, annotation: int) -> list[dict[str, Any]]:
-    """Every revision of an annotation, oldest first."""
+    """Every revision of an annotation, oldest first; ``imported_by`` is who imported a
+    revision (the actor of the ``import`` event that holds its row), None if not imported."""
     rows = conn.execute(
-        f"SELECT {_SELECT.format(id='annotation')} FROM annotation_revisions a "
+        f"{_IMPORTS}SELECT {_SELECT.format(id='annotation')}, {_IMPORTED_BY} "
+        "FROM annotation_revisions a "
         "JOIN layers l ON l.id = a.layer WHERE a.annotation = ? ORDER BY a.revision",
         (annotation,),
     ).fetchall()
     if not rows:
         raise NotFound(f"no annotation {annotation}")
-    return [_record(row) for row in rows]
+    records = []
+    for row in rows:
+        record = _record(row[:-1])
+        record["imported_by"] = row[-1]
+        records.append(record)
+    return records
 
 
 def parse_overlap(value: str) -> tuple[int, int]:
@@ -437,6 +454,25 @@ def parsed_batches(items: Iterable[tuple[str, dict[str, Any]]], parse,
 
 _NO_SPAN = (None,) * 5
 
+#: How far in the future an imported time (``created`` or ``modified``) may lie: the clocks
+#: of the archive that wrote a file and of this one may disagree by this much, no more. A
+#: revision dated later is refused: ``revise`` never dates a revision before the last one,
+#: so one revision from the future would date every later revision (and its event) there,
+#: and hide them all from ``--at``.
+CLOCK_SKEW_MINUTES = 5
+CLOCK_SKEW_US = CLOCK_SKEW_MINUTES * 60 * 1_000_000
+
+#: What an import compares of a stored revision with the file's, when it meets an IRI it
+#: holds (see :meth:`Importer._same`).
+_COMPARED = ("body, author, modified_us, status, motivation, reason, creator, created, "
+             'start, "end", exact, tags, reply_to, layer, document')
+#: An import's lookup of annotations by uuid: what it needs to write (``Importer.known``),
+#: then the current state's revision number and :data:`_COMPARED`.
+_LOOKUP = ("SELECT uuid, id, revision, document, modified_us, layer, creator, created, "
+           f"reply_to, revision, {_COMPARED} FROM annotations WHERE uuid IN ({{}})")
+_STORED_REVISIONS = (f"SELECT annotation, revision, {_COMPARED} FROM annotation_revisions "
+                     "WHERE annotation IN ({})")
+
 
 class Importer:
     """Writes parsed W3C annotations (see :func:`stet.w3c.parse`) into the archive.
@@ -444,7 +480,13 @@ class Importer:
     Inside the caller's write transaction: rows go in with ``executemany`` in batches,
     documents, layers and known annotations are looked up once and cached. Idempotent by
     IRI: an annotation (or, from a --history export, a revision) that the archive already
-    has is skipped. Every span is checked against the text here, in Python, before insert.
+    has is skipped, but compared with what the archive holds (a revision with the same
+    number; for a current-state export, any revision of the annotation): the counts name
+    how many differ (``conflicts``) and the first one's IRI (``first_conflict``); the
+    archive's record is kept. Every span is checked against the text here, in Python,
+    before insert. Imported times may not lie in the future (beyond :data:`CLOCK_SKEW_MINUTES`),
+    a revision is not dated before the one it follows nor before its annotation's creation,
+    and a first revision is not a retraction.
     The per-row current-state triggers are dropped at the first insert and :meth:`finish`
     writes the current state set-based and creates them again: call it before committing.
     """
@@ -462,6 +504,14 @@ class Importer:
         self.tags: dict[tuple, str] = {}  # tags as given -> as stored (checked once)
         # uuid -> [id, last revision, document, modified_us, layer, creator, created, reply_to]
         self.known: dict[str, list] = {}
+        # uuid -> (revision, _COMPARED) of the current state, for the batch that looked it up
+        self.current: dict[str, tuple] = {}
+        self.document_ids: dict[str, int | None] = {}  # SHA-256 -> document, for comparing
+        self.written = 0  # revision rows the current file wrote, and their rows_digest:
+        self.digest = hashlib.sha256()  # computed as they go in (see written_rows)
+        moment = timeutil.now()
+        self.now = timeutil.iso(moment)
+        self.latest_us = timeutil.micros(moment) + CLOCK_SKEW_US  # no time after this
 
     def run(self, items: Iterable[tuple[str, dict[str, Any]]], parse) -> dict[str, int]:
         """Import ``(where, W3C annotation)`` pairs; return counts of what was done."""
@@ -470,21 +520,29 @@ class Importer:
     def run_batches(self, batches: Iterable[list[tuple[str, dict[str, Any]]]]) -> dict[str, int]:
         """Import batches of ``(where, parsed annotation)`` pairs, in order (they may come
         from a worker process: :func:`stet.w3c.parse_in_worker`)."""
-        counts = {"annotations": 0, "revisions": 0, "skipped": 0}
+        counts = {"annotations": 0, "revisions": 0, "skipped": 0, "conflicts": 0}
+        self.written, self.digest = 0, hashlib.sha256()
+        first: list[str] = []
         for batch in batches:
-            self._batch(batch, counts)
+            self._batch(batch, counts, first)
+        if first:
+            counts["first_conflict"] = first[0]
+        else:
+            del counts["conflicts"]
         return counts
 
-    def _batch(self, batch, counts) -> None:
+    def _batch(self, batch, counts, first_conflict: list[str]) -> None:
+        self.current = {}
         self._lookup({p["uuid"] for _, p in batch} | {p["parent"] for _, p in batch if p["parent"]})
         rows = []
+        skipped = []
         for where, parsed in batch:
             try:
                 row = self._row(parsed)
             except StetError as exc:
                 raise InvalidInput(f"{where}: {exc}") from None
             if row is None:
-                counts["skipped"] += 1
+                skipped.append(parsed)
                 continue
             rows.append(row)
             counts["revisions"] += 1
@@ -493,6 +551,94 @@ class Importer:
             if self.before is None:
                 self._suspend_current_state()
             self.conn.executemany(INSERT_REVISION, rows)
+            # rows_digest of what went in: the same bytes (a tuple is a JSON array too), in
+            # one join per batch, without reading the rows back
+            self.digest.update(b"\n".join(map(orjson.dumps, rows)) + b"\n")
+            self.written += len(rows)
+        if skipped:  # after the insert: the stored revision may be one this batch wrote
+            counts["skipped"] += len(skipped)
+            for parsed in self._conflicts(skipped):
+                counts["conflicts"] += 1
+                if not first_conflict:
+                    first_conflict.append(parsed["iri"])
+
+    def written_rows(self, first: int) -> dict[str, Any] | None:
+        """What the import event of the last file run holds of the revision rows it wrote,
+        their ids from ``first`` on (consecutive: ``max(id) + 1`` each): ``first``,
+        ``last``, ``count`` and ``sha256``, equal to :func:`revisions_digest` over those ids
+        (the values stored are the values given: each column gets the type it declares).
+        None when the file wrote none."""
+        if not self.written:
+            return None
+        last = first + self.written - 1
+        found = self.conn.execute("SELECT max(id) FROM annotation_revisions").fetchone()[0]
+        if found != last:
+            raise StetError(f"the import wrote {self.written} revision rows from id {first}, "
+                            f"but the last id is {found}")
+        return {"first": first, "last": last, "count": self.written,
+                "sha256": self.digest.hexdigest()}
+
+    def _conflicts(self, skipped: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """The skipped annotations (already here by IRI) whose content differs from every
+        stored revision they could be: the one with the same number (a revision of a
+        --history export), or any revision of the annotation (a current-state export is a
+        snapshot of one of them). The stored revisions are read in batches."""
+        rest = []
+        for p in skipped:  # most often the current state, read with the lookup by uuid
+            current = self.current.get(p["uuid"])
+            if current is None or (p["revision"] or current[0]) != current[0] \
+                    or not self._same(p, current[1:]):
+                rest.append(p)
+        if not rest:
+            return
+        ids = list({self.known[p["uuid"]][0] for p in rest})
+        stored: dict[int, dict[int, tuple]] = {}
+        for offset in range(0, len(ids), 500):
+            part = ids[offset:offset + 500]
+            for row in self.conn.execute(_STORED_REVISIONS.format(", ".join("?" * len(part))),
+                                         part):
+                stored.setdefault(row[0], {})[row[1]] = row[2:]
+        for p in rest:
+            revisions = stored.get(self.known[p["uuid"]][0], {})
+            if p["revision"] is not None:
+                candidates = [revisions.get(p["revision"])]
+            else:
+                candidates = list(revisions.values())
+            if not any(s is not None and self._same(p, s) for s in candidates):
+                yield p
+
+    def _same(self, p: dict[str, Any], s: tuple) -> bool:
+        """Whether a parsed annotation says what a stored revision says (``s``: the columns of
+        :data:`_COMPARED`). What the file does not give (a position, a quote, a document) is
+        not compared."""
+        start, end, exact = p["start"], p["end"], p["exact"]
+        if (p["body"], p["author"], p["modified_us"], p["status"], p["motivation"], p["reason"],
+                p["creator"], p["created"], s[8] if start is None else start,
+                s[9] if end is None else end, s[10] if exact is None else exact) != s[:11]:
+            return False
+        tags = p["tags"]
+        if tags:
+            tags = self.tags.get(tuple(tags)) or orjson.dumps(list(dict.fromkeys(tags))).decode()
+        if (tags or "[]") != s[11]:
+            return False
+        parent = self.known.get(p["parent"]) if p["parent"] is not None else None
+        return ((parent[0] if parent is not None else None) == s[12]
+                and (self.layers.get(p["layer"]) or self._existing_layer(p["layer"])) == s[13]
+                and (p["source"] is None or self._document_id(p["source"]) == s[14]))
+
+    def _existing_layer(self, name: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM layers WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            self.layers[name] = row[0]
+        return row[0] if row else None
+
+    def _document_id(self, sha: str) -> int | None:
+        if sha in self.documents:
+            return self.documents[sha][0]
+        if sha not in self.document_ids:
+            row = self.conn.execute("SELECT id FROM documents WHERE sha256 = ?", (sha,)).fetchone()
+            self.document_ids[sha] = row[0] if row else None
+        return self.document_ids[sha]
 
     def _suspend_current_state(self) -> None:
         """Drop the per-row current-state triggers for the rest of this transaction;
@@ -543,11 +689,9 @@ class Importer:
         missing = [u for u in uuids if u not in self.known]
         for offset in range(0, len(missing), 500):
             part = missing[offset:offset + 500]
-            for row in self.conn.execute(
-                'SELECT uuid, id, revision, document, modified_us, layer, creator, created, '
-                f"reply_to FROM annotations WHERE uuid IN ({', '.join('?' * len(part))})", part
-            ):
-                self.known[row[0]] = list(row[1:])
+            for row in self.conn.execute(_LOOKUP.format(", ".join("?" * len(part))), part):
+                self.known[row[0]] = list(row[1:9])
+                self.current[row[0]] = row[9:]
 
     def _row(self, p: dict[str, Any]) -> tuple | None:
         uuid = p["uuid"]
@@ -563,6 +707,14 @@ class Importer:
         if state is not None and revision != state[1] + 1:
             raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']}: the archive has "
                                f"revisions up to {state[1]} only")
+        if p["modified_us"] > self.latest_us or p["created_us"] > self.latest_us:
+            raise InvalidInput(self._future(p, revision))
+        if p["modified_us"] < p["created_us"]:
+            raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} is dated {p['modified']}, "
+                               f"before its annotation was created ({p['created']})")
+        if revision == 1 and p["status"] == "retracted":
+            raise InvalidInput(f"revision 1 of urn:uuid:{uuid} is a retraction: an annotation "
+                               "cannot begin retracted")
         reply_to = document = None
         if p["parent"] is not None:
             parent = self.known.get(p["parent"])
@@ -610,6 +762,13 @@ class Importer:
         return (state[0], revision, uuid, document, layer, reply_to, *span, p["body"],
                 motivation, stored_tags, p["creator"], p["author"], p["created"], p["modified"],
                 p["modified_us"], p["status"], p["reason"])
+
+    def _future(self, p: dict[str, Any], revision: int) -> str:
+        skew = (f"in the future (this archive's clock says {self.now}; "
+                f"{CLOCK_SKEW_MINUTES} minutes of clock skew are allowed)")
+        if p["created_us"] > self.latest_us:
+            return f"urn:uuid:{p['uuid']} was created {p['created']}, {skew}"
+        return f"revision {revision} of urn:uuid:{p['uuid']} is dated {p['modified']}, {skew}"
 
     def _document(self, sha: str) -> tuple[int, str]:
         found = self.documents.get(sha)

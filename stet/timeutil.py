@@ -7,11 +7,13 @@ instants, never on strings.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from .errors import InvalidInput
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: What Python's datetime can hold, and so every time stet stores: years 1 to 9999, in UTC.
+RANGE = "times must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
 
 
 def now() -> datetime:
@@ -25,7 +27,10 @@ def iso(moment: datetime) -> str:
 
 
 def micros(moment: datetime) -> int:
-    delta = moment.astimezone(timezone.utc) - _EPOCH
+    try:
+        delta = moment.astimezone(timezone.utc) - _EPOCH
+    except OverflowError:  # an offset that carries the instant past year 1 or 9999
+        raise InvalidInput(f"{moment.isoformat()!r} is out of range: {RANGE}") from None
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -40,7 +45,10 @@ def parse(value: str) -> datetime:
         raise InvalidInput(f"not an ISO 8601 time: {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is in year 10000 in UTC
+        raise InvalidInput(f"{value!r} is out of range: {RANGE}") from None
 
 
 def parse_micros(value: str) -> int:
@@ -48,5 +56,8 @@ def parse_micros(value: str) -> int:
 
 
 def from_micros(us: int) -> str:
-    seconds, rest = divmod(us, 1_000_000)
-    return iso(datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=rest))
+    try:
+        moment = _EPOCH + timedelta(microseconds=us)
+    except OverflowError:
+        raise InvalidInput(f"{us} microseconds after the epoch is out of range: {RANGE}") from None
+    return iso(moment)

@@ -96,11 +96,12 @@ def uuid_of(value: str) -> str:
 # -- export -----------------------------------------------------------------------------
 
 
-def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
-         history: bool = False) -> Iterator[dict[str, Any]]:
-    """The annotations to export: active current state, or every revision, in id order."""
+def _selection(documents: list[int] | None, layer: str | None,
+               history: bool) -> tuple[str, str, list[str], list[Any]]:
+    """The table, its annotation id column and the conditions of an export's selection."""
     table, ident = ("annotation_revisions", "annotation") if history else ("annotations", "id")
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if not history:
         where.append("a.status = 'active'")
     if documents:
@@ -109,6 +110,17 @@ def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
     if layer is not None:
         where.append("l.name = ?")
         params.append(layer)
+    return table, ident, where, params
+
+
+def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
+         history: bool = False, include_restricted: bool = False) -> Iterator[dict[str, Any]]:
+    """The annotations to export: active current state, or every revision, in id order.
+    Annotations on hidden documents (:data:`stet.store.HIDDEN_DOCUMENTS`: restricted now,
+    or an attachment of one) are left out unless ``include_restricted``."""
+    table, ident, where, params = _selection(documents, layer, history)
+    if not include_restricted:
+        where.append(f"a.document NOT IN ({store.HIDDEN_DOCUMENTS})")
     sql = (
         f"SELECT {_COLUMNS.format(id=ident)} FROM {table} a JOIN layers l ON l.id = a.layer "
         "JOIN documents d ON d.id = a.document JOIN texts t ON t.document = a.document "
@@ -118,6 +130,17 @@ def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
     )
     for row in conn.execute(sql, params):
         yield dict(zip(_KEYS, row))
+
+
+def left_out(conn, *, documents: list[int] | None = None, layer: str | None = None,
+             history: bool = False) -> int:
+    """How many annotations an export without ``include_restricted`` leaves out (those the
+    same selection finds on hidden documents)."""
+    table, ident, where, params = _selection(documents, layer, history)
+    where.append(f"a.document IN ({store.HIDDEN_DOCUMENTS})")
+    sql = (f"SELECT count(DISTINCT a.{ident}) FROM {table} a JOIN layers l ON l.id = a.layer "
+           "WHERE " + " AND ".join(where))
+    return conn.execute(sql, params).fetchone()[0]
 
 
 def to_w3c(row: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
@@ -177,11 +200,14 @@ def _dumps(value: Any) -> str:
 
 
 def export(conn, out: TextIO, *, fmt: str = "w3c", documents: list[int] | None = None,
-           layer: str | None = None, history: bool = False) -> int:
-    """Write annotations to ``out``; return how many were written."""
+           layer: str | None = None, history: bool = False,
+           include_restricted: bool = False) -> int:
+    """Write annotations to ``out``; return how many were written. Annotations on hidden
+    documents are left out unless ``include_restricted`` (see :func:`rows`)."""
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    selected = rows(conn, documents=documents, layer=layer, history=history)
+    selected = rows(conn, documents=documents, layer=layer, history=history,
+                    include_restricted=include_restricted)
     if fmt == "brat":
         return _brat(conn, out, selected, documents, history)
     count = 0
@@ -375,8 +401,9 @@ def parse(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "uuid": uuid_of(annotation_iri), "revision": revision, "parent": parent, **target,
         "body": body, "tags": tags, "motivation": motivation, "creator": creator,
-        "author": author, "created": created[0], "modified": modified[0],
-        "modified_us": modified[1], "status": status, "reason": reason, "layer": layer,
+        "author": author, "created": created[0], "created_us": created[1],
+        "modified": modified[0], "modified_us": modified[1], "status": status,
+        "reason": reason, "layer": layer, "iri": ident,
     }
 
 
@@ -483,8 +510,11 @@ def _time(value: Any, key: str) -> tuple[str, int]:
             return value, (datetime.fromisoformat(value[:-1]) - _EPOCH) // _MICROSECOND
         except ValueError:
             pass
-    moment = timeutil.parse(value)
-    return timeutil.iso(moment), timeutil.micros(moment)
+    try:
+        moment = timeutil.parse(value)
+        return timeutil.iso(moment), timeutil.micros(moment)
+    except InvalidInput as exc:  # not a time, or one out of range (year 0 or 10000 in UTC)
+        raise InvalidInput(f"{key}: {exc}") from None
 
 
 # -- import -----------------------------------------------------------------------------
@@ -504,6 +534,7 @@ def import_files(conn, chain, paths: Iterable[str | os.PathLike], *, by: str) ->
         with store.page_cache(conn, 256):  # random uuids spread over the index
             for path in files(paths):
                 digest: list[str] = []
+                before = _last_revision_id(conn)
                 try:
                     if cpus() > 1 and path.stat().st_size >= WORKER_BYTES:
                         batches = parse_in_worker(path, importer.BATCH, digest)
@@ -516,13 +547,18 @@ def import_files(conn, chain, paths: Iterable[str | os.PathLike], *, by: str) ->
                 result = {"file": str(path), "sha256": digest[0] if digest else file_sha256(path),
                           **counts}
                 chain.append(actor=by, action="import", subject=f"file:{path.name}",
-                             details={**result, "file": os.path.abspath(path)})
+                             details={**result, "file": os.path.abspath(path),
+                                      "rows": importer.written_rows(before + 1)})
                 results.append(result)
             importer.finish()
     finally:
         if paused:
             gc.enable()
     return results
+
+
+def _last_revision_id(conn) -> int:
+    return conn.execute("SELECT coalesce(max(id), 0) FROM annotation_revisions").fetchone()[0]
 
 
 #: Files at least this large are read and parsed in a worker process while this one writes.
@@ -548,10 +584,14 @@ def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[list[t
     import tempfile
 
     errors = tempfile.TemporaryFile()  # not a pipe: a chatty worker must never block on it
+    # Isolated (-I): neither the working directory nor $PYTHONPATH nor the user's site
+    # folder is on its path, so a stet.py or sitecustomize.py planted there never runs; it
+    # starts in the folder of the file it reads, with that path absolute.
     worker = subprocess.Popen(
-        [sys.executable, "-c", "from stet.w3c import worker_main; worker_main()",
-         os.fspath(path), str(size)],
+        [sys.executable, "-I", "-c", "from stet.w3c import worker_main; worker_main()",
+         os.path.abspath(path), str(size)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+        cwd=os.path.dirname(os.path.abspath(path)),
     )
     try:
         while True:

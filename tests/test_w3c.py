@@ -55,7 +55,9 @@ def exported(archive, **kwargs):
 
 
 def everything(archive):
-    return {a["uuid"]: archive.history(a["id"])
+    # who imported a revision is the archive's own record, not part of the annotation
+    return {a["uuid"]: [{k: v for k, v in r.items() if k != "imported_by"}
+                        for r in archive.history(a["id"])]
             for a in archive.annotations(include_retracted=True)}
 
 

@@ -40,9 +40,9 @@ def history(archive):
 
 def state(archive):
     """The current state and every revision, without the archive-local numbers."""
-    return ({a["uuid"]: {k: v for k, v in a.items() if k not in ("id", "reply_to")}
+    return ({a["uuid"]: {k: v for k, v in a.items() if k not in ("id", "reply_to", "imported_by")}
              for a in archive.annotations(include_retracted=True)},
-            {a["uuid"]: [{k: v for k, v in r.items() if k not in ("id", "reply_to")}
+            {a["uuid"]: [{k: v for k, v in r.items() if k not in ("id", "reply_to", "imported_by")}
                          for r in archive.history(a["id"])]
              for a in archive.annotations(include_retracted=True)})
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from ..annotations import parse_overlap
+from ..display import shown
 from .common import (by_option, cli, db_option, echo_json, echo_json_lines, errors, json_option,
                      open_archive, user)
 
@@ -30,8 +31,9 @@ def _line(a: dict) -> str:
     quote = " ".join((a["exact"] or "").split())
     quote = quote if len(quote) <= 40 else quote[:39] + "…"
     flag = " [retracted]" if a["status"] == "retracted" else ""
-    return (f"{a['id']:>6}  {a['document']:>5}  {a['layer']:<14} {span:<13} {a['author']:<10} "
-            f"{a['modified']}  r{a['revision']}{flag}  \"{quote}\"  {a['body']}")
+    return (f"{a['id']:>6}  {a['document']:>5}  {shown(a['layer']):<14} {span:<13} "
+            f"{shown(a['author']):<10} {a['modified']}  r{a['revision']}{flag}  "
+            f"\"{shown(quote)}\"  {shown(a['body'])}")
 
 
 def _show(record: dict, as_json: bool) -> None:
@@ -86,13 +88,13 @@ def layer_list(as_json, db_path):
     Example:
         stet layer list --json
     """
-    layers = open_archive(db_path).layers()
+    layers = open_archive(db_path, readonly=True).layers()
     if as_json:
         echo_json(layers)
         return
     for l in layers:
-        click.echo(f"{l['id']:>4}  {l['name']:<16} {l['annotations']:>7}  {l['colour'] or '-':<8} "
-                   f"{l['description'] or ''}")
+        click.echo(f"{l['id']:>4}  {shown(l['name']):<16} {l['annotations']:>7}  "
+                   f"{shown(l['colour']) or '-':<8} {shown(l['description'])}")
 
 
 @cli.command()
@@ -190,7 +192,7 @@ def annotations(doc, layer, author, at, overlapping, include_retracted, as_json,
         stet annotations 6 --overlapping 100:200 --json
         stet annotations --at 2026-11-24T17:00:00+01:00 --author ana
     """
-    records = open_archive(db_path).annotations(
+    records = open_archive(db_path, readonly=True).annotations(
         doc, layer=layer, author=author, at=at,
         overlapping=parse_overlap(overlapping) if overlapping else None,
         include_retracted=include_retracted)
@@ -209,16 +211,23 @@ def annotations(doc, layer, author, at, overlapping, include_retracted, as_json,
 def history(ann, as_json, db_path):
     """Every revision of annotation ANN, oldest first, with author and time.
 
+    A revision that came in by `stet import` also names who imported it
+    ("by X, imported by Y"; `imported_by` in the JSON).
+
     \b
     Example:
         stet history 7 --json
     """
-    records = open_archive(db_path).history(ann)
+    records = open_archive(db_path, readonly=True).history(ann)
     if as_json:
         echo_json(records)
     else:
         for record in records:
-            click.echo(_line(record) + (f"  ({record['reason']})" if record["reason"] else ""))
+            imported = (f"  by {shown(record['author'])}, imported by "
+                        f"{shown(record['imported_by'])}"
+                        if record.get("imported_by") is not None else "")
+            click.echo(_line(record) + imported
+                       + (f"  ({shown(record['reason'])})" if record["reason"] else ""))
 
 
 @cli.command()
@@ -230,32 +239,45 @@ def history(ann, as_json, db_path):
               show_default=True, help="W3C AnnotationCollection, W3C JSON Lines, or brat standoff.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="Write to this file (default: stdout).")
+@click.option("--include-restricted", is_flag=True,
+              help="Include annotations on restricted documents (and their attachments).")
 @db_option
 @errors
-def export(docs, layer, with_history, fmt, output, db_path):
+def export(docs, layer, with_history, fmt, output, include_restricted, db_path):
     """Export annotations (of DOCs, or all) as W3C Web Annotations or brat standoff.
 
     By default the current state of active annotations; with --history every revision,
     so that `stet import` rebuilds the whole history in another archive.
+
+    Annotations on restricted documents (and on attachments of restricted messages) are
+    left out, with a warning on stderr saying how many, unless --include-restricted is
+    given; naming a restricted DOC without it is an error.
 
     \b
     Example:
         stet export --format w3c -o annotations.json
         stet export 6 --layer entities --history --format jsonl -o entities.jsonl
         stet export 4 --format brat -o udhr_eng.ann
+        stet export 11 --include-restricted -o restricted-11.json
     """
-    archive = open_archive(db_path)
+    archive = open_archive(db_path, readonly=True)
+    options = dict(fmt=fmt, layer=layer, history=with_history,
+                   include_restricted=include_restricted)
     if output == "-":
-        archive.export(sys.stdout, docs, fmt=fmt, layer=layer, history=with_history)
-        return
-    partial = f"{output}.partial-{os.getpid()}"  # the file appears only when complete
-    try:
-        with open(partial, "w", encoding="utf-8") as out:
-            archive.export(out, docs, fmt=fmt, layer=layer, history=with_history)
-        os.replace(partial, output)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+        summary = archive.export(sys.stdout, docs, **options)
+    else:
+        partial = f"{output}.partial-{os.getpid()}"  # the file appears only when complete
+        try:
+            with open(partial, "w", encoding="utf-8") as out:
+                summary = archive.export(out, docs, **options)
+            os.replace(partial, output)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+    if summary["left_out"]:
+        n = summary["left_out"]
+        click.echo(f"Warning: left out {n} annotation{'' if n == 1 else 's'} on restricted "
+                   "documents (--include-restricted to include them)", err=True)
 
 
 @cli.command("import")
@@ -268,8 +290,11 @@ def import_(paths, by, as_json, db_path):
     """Import W3C Web Annotations (JSON-LD collections or JSON Lines) from files and folders.
 
     Documents are found by the SHA-256 of their raw bytes; spans are re-anchored by position
-    and the quote is checked. Importing the same annotations again adds nothing. A malformed
-    file is refused whole, and then nothing is imported.
+    and the quote is checked. Importing the same annotations again adds nothing; annotations
+    the archive already holds but with other content are kept as the archive has them, with
+    a warning on stderr. A malformed file, a time in the future (beyond 5 minutes of clock
+    skew) or a revision dated before the one it follows is refused whole, and then nothing
+    is imported.
 
     \b
     Example:
@@ -277,6 +302,11 @@ def import_(paths, by, as_json, db_path):
         stet import entities.jsonl --json
     """
     results = open_archive(db_path).import_(paths, by=user(by))
+    for r in results:
+        if r.get("conflicts"):
+            click.echo(f"Warning: {shown(r['file'])}: {r['conflicts']} annotations already in "
+                       f"the archive differ from the file (first: {shown(r['first_conflict'])});"
+                       " the archive's are kept", err=True)
     if as_json:
         echo_json_lines(results)
         return
