@@ -32,7 +32,7 @@ import re
 import sqlite3
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 try:
     import fcntl
@@ -48,30 +48,44 @@ from .provenance import EVENT_FIELDS, Chain, event_hash, parse_details
 from .store import STATE_ACTIONS_SQL
 
 #: Bumped whenever what a snapshot holds changes, so cached snapshots are rebuilt.
-FORMAT = 2
+FORMAT = 3
 
 TOKENIZER = "unicode61 remove_diacritics 2"
 
-#: Nonspacing marks (harakat, the Persian hamza above, Latin combining accents) are removed
-#: from what the full-text index sees, so ``اعتمد`` finds ``اعتُمد``. The stored text keeps them.
-_MARKS = re.compile(r"[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5"
-                    r"\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7"
-                    r"\u06e8\u06ea-\u06ed\u0640]")
+#: Nonspacing marks (harakat, the Persian hamza above, Latin combining accents, the tatweel)
+#: as a regular-expression class body: removed from what the full-text index sees, so
+#: ``اعتمد`` finds ``اعتُمد``.
+MARK_CHARS = (r"\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5"
+              r"\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7"
+              r"\u06e8\u06ea-\u06ed\u0640")
+#: Invisible breaks inside a word, removed too, so that a word broken across lines is found
+#: whole: U+00AD SOFT HYPHEN and U+FFFE, which PDFium puts where a word was hyphenated at the
+#: end of a line (``manip\ufffeulation``). Not folded: U+200B ZERO WIDTH SPACE (it separates
+#: words in Thai or Khmer, and stands in for a ZWNJ in some Persian text), and ZWNJ and ZWJ
+#: (U+200C, U+200D), which separate tokens as they do today, so ``وحشیانه‌ای`` matches as a phrase.
+BREAK_CHARS = r"\u00ad\ufffe"
+#: Every character :func:`fold` removes, as one character class.
+FOLDED = f"[{MARK_CHARS}{BREAK_CHARS}]"
+_MARKS = re.compile(FOLDED)
 
 
 def fold(text: str | None) -> str | None:
-    """What the full-text index sees of a text (and of a query): the marks removed."""
+    """What the full-text index sees of a text (and of a query): the marks and the breaks
+    inside words removed. The stored text keeps them."""
     if text is None:
         return None
     return _MARKS.sub("", text)
 
 
 def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None = None,
-            force: bool = False, record: bool = True) -> dict[str, Any]:
+            force: bool = False, record: bool = True,
+            progress: Callable | None = None) -> dict[str, Any]:
     """Write the public snapshot of ``source`` to ``out``; return a summary.
 
     With ``record`` the source archive gets a ``publish`` event naming the snapshot's SHA-256
     and chain head. ``force`` replaces an existing ``out`` (never the source itself).
+    ``progress``: given the number of build steps (:data:`STEPS`), a context manager yielding
+    ``advance(n)``, advanced after each step (a copy, an index, the VACUUM, the hash).
     """
     source, out = Path(source), Path(out)
     if not source.exists():
@@ -89,7 +103,9 @@ def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None
     # cache for serving (not recorded) only reads it, and leaves its bytes as they are.
     with Archive(source, create=False, readonly=not record):
         pass
-    summary = _write(source, out)
+    counting = progress(STEPS) if progress is not None else contextlib.nullcontext(_ignore)
+    with counting as advance:
+        summary = _write(source, out, advance=advance)
     if record:
         with Archive(source) as archive, archive.write() as chain:
             event = chain.append(
@@ -391,7 +407,16 @@ _FTS = [
 ]
 
 
-def _build(source: Path, path: Path) -> dict[str, Any]:
+#: The steps of a build that :func:`publish` reports: choosing what is published, each copy,
+#: the events, each full-text statement, the VACUUM, and the snapshot's hash.
+STEPS = 1 + len(_COPY) + 1 + len(_FTS) + 1 + 1
+
+
+def _ignore(n: int) -> None:
+    return None
+
+
+def _build(source: Path, path: Path, advance: Callable[[int], Any] = _ignore) -> dict[str, Any]:
     conn = sqlite3.connect(str(path), isolation_level=None, uri=False)
     try:
         conn.execute("PRAGMA journal_mode = MEMORY")
@@ -419,6 +444,7 @@ def _build(source: Path, path: Path) -> dict[str, Any]:
         )
         conn.execute(_PUBLISHED_EVENTS)
         left_out = {name: conn.execute(sql).fetchone()[0] for name, sql in _LEFT_OUT.items()}
+        advance(1)
         source_info = {"events": seq, "head": head}
         chain = Chain(conn)
         genesis = chain.append(
@@ -435,13 +461,17 @@ def _build(source: Path, path: Path) -> dict[str, Any]:
         )
         for sql in _COPY:
             conn.execute(sql)
+            advance(1)
         _copy_events(conn)
+        advance(1)
         for sql in _FTS:
             conn.execute(sql)
+            advance(1)
         head_seq, head_hash = chain.head()
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE src")
         conn.execute("VACUUM")
+        advance(1)
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("documents", "annotations", "annotation_revisions", "layers", "events")}
     finally:
@@ -522,14 +552,15 @@ _TEMPORARY = re.compile(r"\.(.+)\.(stet-)?(\d+)\.tmp(-journal)?")
 
 
 def _write(source: Path, out: Path, *, shown_as: Path | None = None,
-           clobber: bool = True) -> dict[str, Any]:
+           clobber: bool = True, advance: Callable[[int], Any] = _ignore) -> dict[str, Any]:
     """Build the snapshot of ``source`` under a temporary name beside ``out``, then move it
     into place: replacing ``out`` (``clobber``), or, if another process got there first,
     leaving theirs. Errors name ``shown_as`` (else ``out``)."""
     try:
         with _temporary(out) as tmp:
-            summary = _build(source, tmp)
+            summary = _build(source, tmp, advance)
             summary["sha256"], summary["size"] = _file_hash(tmp)
+            advance(1)
             if clobber:
                 os.replace(tmp, out)
             else:

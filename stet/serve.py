@@ -12,8 +12,8 @@ builds meanwhile. Because the file cannot change, the answers to anonymous GET r
 kept in memory (:class:`ResponseCache`, ``$STET_SERVE_CACHE_MB``). Any method but GET, HEAD
 and OPTIONS answers 405 (the plugin's ``asgi_wrapper``: every database served is immutable).
 
-The metadata comes from ``--metadata FILE``, else ``./metadata.yml`` where present, else the
-copy packaged with stet.
+The metadata is the copy packaged with stet with ``--metadata FILE``, else ``./metadata.yml``
+where present, laid over it (:func:`load_metadata`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,16 @@ def metadata_path(given: str | os.PathLike | None = None) -> Path | None:
 
 
 def load_metadata(given: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The metadata Datasette gets: the copy packaged with stet (every table, column and query
+    described, a neutral title and description), with ``given``, else ``./metadata.yml`` where
+    present, laid over it by :func:`merge`. A file of overrides need hold only what differs
+    (the demo's ``metadata.yml`` holds a title and a description)."""
+    packaged = _read_metadata(None)
     path = metadata_path(given)
+    return merge(packaged, _read_metadata(path)) if path else packaged
+
+
+def _read_metadata(path: Path | None) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8") if path else \
             resources.files("stet").joinpath("metadata.yml").read_text(encoding="utf-8")
@@ -67,6 +76,20 @@ def load_metadata(given: str | os.PathLike | None = None) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise InvalidInput(f"{path or 'metadata.yml'}: not a mapping of metadata")
     return metadata
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it: mappings are merged key by key (at any depth),
+    any other value replaces the one below, and a key given as null (``key: ~``) is removed."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def make_datasette(snapshot: str | os.PathLike | Snapshot, *,

@@ -7,12 +7,15 @@ Routes:
 - ``/-/documents/<id>/raw``: its raw bytes, as a download;
 - ``/-/search?q=``: full-text search over documents and annotations, counted up to a cap.
 
-Also: ``render_cell`` links documents and annotations to the document page and shows names
+Also: ``render_cell`` links documents and annotations to the document page (and the
+``document`` column of any query's results), shortens SHA-256 hashes in tables, and shows names
 visibly escaped (:func:`stet.display.shown`, also the ``shown`` filter of the templates),
 ``asgi_wrapper`` answers 405 to any method but GET, HEAD and OPTIONS on a Datasette whose
 databases are all immutable (nothing there can write), and ``prepare_connection`` adds the SQL functions ``stet_micros(time)`` (an ISO 8601 instant as
-integer microseconds, for comparing with ``modified_us``) and ``stet_fold(text)`` (what the
-full-text index sees of a text) to every connection, so canned queries can use them.
+integer microseconds, for comparing with ``modified_us``), ``stet_fold(text)`` (what the
+full-text index sees of a text) and ``stet_snippet(text, words)`` (the part of a text around
+the first of the words, as the search page shows it) to every connection, so canned queries
+can use them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .. import timeutil
 from ..display import shown
 from ..errors import StetError
 from ..publish import fold
-from . import marks, views
+from . import highlight, marks, views
 
 
 def _micros(value):
@@ -41,6 +44,7 @@ def _micros(value):
 def prepare_connection(conn):
     conn.create_function("stet_micros", 1, _micros, deterministic=True)
     conn.create_function("stet_fold", 1, fold, deterministic=True)
+    conn.create_function("stet_snippet", 2, highlight.snippet, deterministic=True)
 
 
 #: Methods that read: everything else gets 405 wherever nothing can write.
@@ -115,14 +119,46 @@ NAME_COLUMNS = {
 }
 
 
+#: Cells holding a SHA-256: a table page shows the first 12 hex digits, the whole hash in
+#: the ``title`` (on hover); the row page shows it whole (stet.css hides the rest only on
+#: ``body.table``, since Datasette 0.65 renders a row page's cells with the same hook).
+HASH_COLUMNS = {
+    "documents": ("sha256",),
+    "texts": ("sha256",),
+    "blobs": ("sha256",),
+    "blob_chunks": ("sha256",),
+    "events": ("prev_hash", "hash"),
+}
+SHORT_HASH = 12
+_HEX = frozenset("0123456789abcdef")
+
+
+@hookimpl
+def extra_css_urls(template, datasette):
+    """stet.css on Datasette's own pages too (the plugin's pages link it themselves)."""
+    if (template or "").startswith("stet_"):
+        return []
+    return [datasette.urls.static_plugins("stet", "stet.css")]
+
+
 @hookimpl
 def render_cell(row, value, column, table, database, datasette):
-    """Link a document's title and an annotation's quote to the document page; show names
-    with their control and bidirectional formatting characters visibly escaped."""
+    """Link a document's title and an annotation's quote to the document page, and in the
+    results of a query (a canned query or ``?sql=``) every ``document`` column, which holds a
+    document id wherever stet has one; shorten a SHA-256 in a table; show names with their
+    control and bidirectional formatting characters visibly escaped."""
     if value is None:
         return None
     if isinstance(value, str) and column in NAME_COLUMNS.get(table, ()):
         return Markup(marks.escape(shown(value))) if shown(value) != value else None
+    if column in HASH_COLUMNS.get(table, ()):
+        return _short_hash(value, database, datasette)
+    if table is None and column == "document":
+        doc_id = _int(value)
+        if doc_id is None or isinstance(value, str) and not value.isdigit():
+            return None
+        href = datasette.urls.path(f"/-/documents/{doc_id}")
+        return Markup(f'<a class="stet-document" href="{href}">{doc_id}</a>')
     if table not in ("documents", "annotations"):
         return None
     keys = row.keys() if hasattr(row, "keys") else []
@@ -141,6 +177,20 @@ def render_cell(row, value, column, table, database, datasette):
     return None
 
 
+def _short_hash(value, database, datasette):
+    """A SHA-256 as its first 12 hex digits, the whole in ``title`` and in the text that
+    stet.css hides on a table page; a foreign key (``documents.sha256`` to ``blobs``) keeps
+    its link."""
+    sha = value.get("value") if isinstance(value, dict) else value
+    if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= _HEX):
+        return None
+    html = (f'<code class="stet-sha256" title="{sha}">{sha[:SHORT_HASH]}'
+            f'<span class="stet-sha256-rest">{sha[SHORT_HASH:]}</span></code>')
+    if isinstance(value, dict):
+        html = f'<a href="{datasette.urls.row(database, "blobs", sha)}">{html}</a>'
+    return Markup(html)
+
+
 def _int(value):
     if isinstance(value, dict):  # a foreign key cell: {"value": ..., "label": ...}
         value = value.get("value")
@@ -152,7 +202,13 @@ def _int(value):
 
 @hookimpl
 def extra_template_vars(template, database, table, request, datasette):
-    """Row pages of documents and annotations get a link to the document page."""
+    """The index page gets what the archive holds (``stet_holdings``, shown under the
+    description); row pages of documents and annotations get a link to the document page."""
+    if template == "index.html":
+        async def holdings():
+            return {"stet_holdings": await views.holdings(datasette)}
+
+        return holdings
     if template not in ("row.html",) or table not in ("documents", "annotations") or request is None:
         return {}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections import OrderedDict
 from urllib.parse import quote, urlencode
 
@@ -16,22 +17,35 @@ from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup
 
 from .. import timeutil
+from ..display import download_name, shown
 from ..errors import StetError
 from ..publish import fold
-from . import marks
+from ..store import STATE_ACTIONS_SQL
+from . import highlight, marks
 
-#: A document is public when neither it nor any ancestor is restricted.
+#: A document is public when neither it nor any ancestor is restricted now, by the event
+#: chain (the ``document_state`` view), whatever its ``documents`` row says.
 PUBLIC = """NOT EXISTS (
     WITH RECURSIVE up(id) AS (SELECT :doc UNION SELECT parent FROM documents, up
                                WHERE documents.id = up.id AND parent IS NOT NULL)
-    SELECT 1 FROM documents WHERE id IN up AND restricted != 0)"""
+    SELECT 1 FROM document_state WHERE document IN up AND restricted)"""
 
 DOCUMENT_SQL = f"""
-SELECT d.id, d.sha256, d.title, d.filename, d.media_type, d.size, d.source, d.ingested_by,
+SELECT d.id, d.sha256, s.title, d.filename, d.media_type, d.size, s.source, d.ingested_by,
        d.ingested_at, d.parent, d.supersedes, t.text, t.sha256 AS text_sha256, t.length,
        t.extractor, t.extractor_version
-FROM documents d LEFT JOIN texts t ON t.document = d.id
+FROM documents d JOIN document_state s ON s.document = d.id
+LEFT JOIN texts t ON t.document = d.id
 WHERE d.id = :doc AND {PUBLIC}
+"""
+
+#: Every title and source the document had (its ingest, then each edit), with who and why.
+METADATA_HISTORY_SQL = f"""
+SELECT seq, time, actor, action, json_extract(details, '$.title') AS title,
+       json_extract(details, '$.source') AS source, json_extract(details, '$.reason') AS reason
+FROM events INDEXED BY events_document_state
+WHERE document = :doc AND action IN {STATE_ACTIONS_SQL}
+ORDER BY seq
 """
 
 ANNOTATION_COLUMNS = ("id, layer, start, \"end\", exact, body, motivation, tags, creator, author, "
@@ -59,6 +73,35 @@ def database(datasette):
     if not names:
         raise NotFound("No archive is served here")
     return datasette.get_database(names[0])
+
+
+#: What the archive holds: its public documents, their current annotations, and the layers.
+HOLDINGS_SQL = {
+    "documents": f"SELECT count(*) FROM documents d WHERE {PUBLIC.replace(':doc', 'd.id')}",
+    "annotations": "SELECT count(*) FROM annotations a WHERE status = 'active' AND "
+                   + PUBLIC.replace(":doc", "a.document"),
+    "layers": "SELECT count(*) FROM layers",
+}
+
+
+async def holdings(datasette) -> dict[str, int] | None:
+    """How many documents, current annotations and layers the archive holds (public ones
+    only), for the index page; None when no stet archive is served. A snapshot (immutable)
+    holds nothing restricted, so its rows are counted as they are."""
+    try:
+        db = database(datasette)
+        tables = set(await db.table_names())
+        if not {"documents", "annotations", "layers"} <= tables:
+            return None
+        counts = {}
+        for name, sql in HOLDINGS_SQL.items():
+            if not db.is_mutable:
+                sql = f"SELECT count(*) FROM {name}" + (
+                    " WHERE status = 'active'" if name == "annotations" else "")
+            counts[name] = (await db.execute(sql)).rows[0][0]
+        return counts
+    except (NotFound, sqlite3.Error):  # no archive served, or not one this version reads
+        return None
 
 
 class _Cache:
@@ -126,6 +169,7 @@ async def _document_context(datasette, db, doc_id: int, at_us: int | None):
     if not rows:
         return None
     doc = dict(rows[0])
+    changes = [dict(r) for r in (await db.execute(METADATA_HISTORY_SQL, {"doc": doc_id})).rows]
     if at_us is None:
         result = await db.execute(CURRENT_SQL, {"doc": doc_id})
     else:
@@ -163,27 +207,68 @@ async def _document_context(datasette, db, doc_id: int, at_us: int | None):
         + "?" + urlencode({"document": doc_id}),
         "page_url": datasette.urls.path(f"/-/documents/{doc_id}"),
         "parent_url": datasette.urls.path(f"/-/documents/{doc['parent']}") if doc["parent"] else None,
+        # shown only when the metadata changed after the ingest
+        "metadata_history": changes if len(changes) > 1 else [],
     }
     return context
 
 
+def threads(annotations):
+    """The annotations in reading order as ``("open"|"close", annotation, has_replies)``: each
+    annotation opens, its replies follow inside it (any depth, in time order), then it closes.
+    An annotation whose parent is not shown (retracted, or made after ``?at=``) starts a
+    thread of its own; otherwise threads keep the order given (by span)."""
+    by_id = {a["id"]: a for a in annotations}
+    replies: dict[int, list] = {}
+    roots = []
+    for a in annotations:
+        parent = a["reply_to"]
+        if parent is not None and parent in by_id and parent != a["id"]:
+            replies.setdefault(parent, []).append(a)
+        else:
+            roots.append(a)
+    for children in replies.values():
+        children.sort(key=lambda r: (r["created"] or "", r["id"]))
+    seen: set = set()
+    # a stack, not recursion: a thread can be deeper than Python's recursion limit
+    stack = [(a, False) for a in reversed(roots)]
+    while stack:
+        a, done = stack.pop()
+        children = replies.get(a["id"], [])
+        if done:
+            yield "close", a, bool(children)
+            continue
+        if a["id"] in seen:
+            continue
+        seen.add(a["id"])
+        yield "open", a, bool(children)
+        stack.append((a, True))
+        stack.extend((r, False) for r in reversed(children))
+
+
 def _annotation_list(datasette, db_name, annotations, layer_names) -> str:
+    """The ``<li>`` of every annotation, each reply nested under its parent (``<ol
+    class="replies">``)."""
     esc = marks.escape
     history = datasette.urls.query(db_name, "annotation_history")
-    names = {layer: esc(name) for layer, name in layer_names.items()}
+    names = {layer: esc(shown(name)) for layer, name in layer_names.items()}
     out = []
-    for a in annotations:
+    for step, a, has_replies in threads(annotations):
+        if step == "close":
+            out.append(("</ol>" if has_replies else "") + "</li>")
+            continue
         ann_id, layer = int(a["id"]), int(a["layer"])
         tags = json.loads(a["tags"]) if a["tags"] and a["tags"] != "[]" else []
         span = f'{a["start"]}–{a["end"]}' if a["start"] is not None else f'reply to {a["reply_to"]}'
         out.append(
             f'<li id="annotation-{ann_id}" class="l{layer}" data-layer="{layer}">'
-            f'<b>{names.get(layer, layer)}</b> <i>{esc(a["author"])}</i> '
+            f'<b>{names.get(layer, layer)}</b> <i>{esc(shown(a["author"]))}</i> '
             f'<time>{esc(a["modified"])}</time> <small>{span} r{int(a["revision"])}</small>'
             + (f'<q>{esc(a["exact"])}</q>' if a["exact"] else "")
-            + f'<span>{esc(a["body"])}</span>'
-            + "".join(f'<em>{esc(t)}</em>' for t in tags)
-            + f'<a href="{history}?annotation={ann_id}">history</a></li>'
+            + f'<span dir="auto">{esc(a["body"])}</span>'
+            + "".join(f'<em>{esc(shown(t))}</em>' for t in tags)
+            + f'<a href="{history}?annotation={ann_id}">history</a>'
+            + ('\n<ol class="replies">' if has_replies else "")
         )
     return "\n".join(out)
 
@@ -217,7 +302,9 @@ async def raw_bytes(datasette, request):
     return _BytesResponse(stream, {
         "content-type": _safe_header(media_type) or "application/octet-stream",
         "content-length": str(size),
-        "content-disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+        # no control or bidirectional formatting character in the name the browser shows
+        "content-disposition": "attachment; filename*=UTF-8''"
+                               + quote(download_name(filename, default=sha[:12]), safe=""),
         "x-content-type-options": "nosniff",
         "content-security-policy": "default-src 'none'; sandbox",
         "x-stet-sha256": sha,
@@ -271,8 +358,7 @@ def fts_query(q: str) -> str:
 
 
 DOC_SEARCH = f"""
-SELECT d.id, d.title, d.media_type,
-       substr(t.text, max(1, instr(t.text, :word) - 80), 240) AS context
+SELECT d.id, d.title, d.media_type, stet_snippet(t.text, :words) AS context
 FROM (SELECT rowid FROM documents_fts WHERE documents_fts MATCH :q ORDER BY rowid LIMIT :limit
       OFFSET :offset) f
 JOIN documents d ON d.id = f.rowid LEFT JOIN texts t ON t.document = d.id
@@ -303,8 +389,7 @@ async def search_page(datasette, request):
         context.update(document_count=0, annotation_count=0)
     elif q:
         match = fts_query(q)
-        word = (q.replace('"', " ").split() or [""])[0]
-        params = {"q": match, "word": word, "limit": PAGE, "offset": 0}
+        params = {"q": match, "words": q, "limit": PAGE, "offset": 0}
         try:
             for kind, table, sql in (("document", "documents_fts", DOC_SEARCH),
                                      ("annotation", "annotations_fts", ANN_SEARCH)):
@@ -317,8 +402,11 @@ async def search_page(datasette, request):
             context["error"] = f"Could not search for that: {exc}"
     for d in context["documents"]:
         d["url"] = datasette.urls.path(f"/-/documents/{d['id']}")
+        d["context_html"] = Markup(highlight.highlight(d["context"], q))
     for a in context["annotations"]:
         a["url"] = datasette.urls.path(f"/-/documents/{a['document']}") + f"#annotation-{a['id']}"
+        a["exact_html"] = Markup(highlight.highlight(a["exact"], q))
+        a["body_html"] = Markup(highlight.highlight(a["body"], q))
     context["database"] = db.name
     context["table_search"] = {
         "documents": datasette.urls.table(db.name, "documents") + "?" + urlencode({"_search": q}),

@@ -1,5 +1,5 @@
-/* stet: the document page. Shows the annotations of a highlighted passage on hover or focus,
-   switches layers on and off, and reports a selection in code points (browsers count UTF-16
+/* stet: the document page. Shows the annotations of a highlighted passage on hover or focus
+   (each with its replies, as the list nests them), switches layers on and off, and reports a selection in code points (browsers count UTF-16
    units; stored offsets are code points). */
 (function () {
   "use strict";
@@ -17,11 +17,19 @@
     current = mark;
     mark.classList.add("active");
     var list = document.createElement("ul");
-    mark.getAttribute("data-annotation-ids").split(" ").forEach(function (id) {
+    var ids = mark.getAttribute("data-annotation-ids").split(" ");
+    var here = {};
+    ids.forEach(function (id) { here["annotation-" + id] = true; });
+    ids.forEach(function (id) {
       var item = document.getElementById("annotation-" + id);
       if (!item || item.classList.contains("hidden-layer")) return;
-      var copy = item.cloneNode(true);
+      // a reply comes with its parent's thread when the parent is here too
+      for (var up = item.parentElement; up && up.id !== "annotation-list"; up = up.parentElement) {
+        if (here[up.id]) return;
+      }
+      var copy = item.cloneNode(true);  // with its replies, any depth
       copy.removeAttribute("id");
+      copy.querySelectorAll("[id]").forEach(function (node) { node.removeAttribute("id"); });
       list.appendChild(copy);
     });
     details.replaceChildren(list);
