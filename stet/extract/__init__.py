@@ -59,10 +59,18 @@ _ISOLATED: dict[str, int | None] = {}
 _settings: dict[str, float | None] = {"timeout": TIMEOUT}
 
 
-def register(*media_types: str, isolated: bool = False, memory: int | None = None):
+#: How many bytes the extracting child may allocate for one file (its RLIMIT_AS above what it
+#: holds already): with the child's own 50-60 MB, one file's extraction stays under 300 MB
+#: (issue: any file, pool or not). An ordinary HTML page grows about ten times its size when
+#: parsed, so pages up to about 16 MiB keep their text; a larger one keeps its bytes, with an
+#: empty text and a warning that it needed more memory.
+MEMORY = 160 * 1024 * 1024
+
+
+def register(*media_types: str, isolated: bool = False, memory: int | None = MEMORY):
     """Register an extractor for media types (a decorator). ``isolated``: a parser that a
     crafted file can keep busy, run in the child process within the time budget;
-    ``memory``: how many bytes that child may allocate for one file."""
+    ``memory``: how many bytes that child may allocate for one file (None: no bound)."""
 
     def decorate(fn: Extractor) -> Extractor:
         for media_type in media_types:

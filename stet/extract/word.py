@@ -27,7 +27,7 @@ import io
 import struct
 import zipfile
 
-from . import Extraction, register, sniffer
+from . import MEMORY as extraction_memory, Extraction, register, sniffer
 
 NAME = "stet.docx"
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -41,8 +41,9 @@ MEMBER_BYTES = 32 * 1024 * 1024
 UNZIPPED_BYTES = 64 * 1024 * 1024
 RATIO = 200
 RATIO_FROM = 1024 * 1024
-#: The memory one DOCX's extraction may allocate (the child's RLIMIT_AS, above its size).
-MEMORY = 192 * 1024 * 1024
+#: The memory one DOCX's extraction may allocate (the child's RLIMIT_AS, above its size):
+#: the budget every extraction in the child has.
+MEMORY = extraction_memory
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
