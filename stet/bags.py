@@ -33,6 +33,7 @@ A bag from anywhere else ingests as it is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -46,13 +47,13 @@ import tempfile
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import bagit
 
 from . import __version__, store, timeutil
 from .errors import InvalidInput
-from .files import open_regular
+from .system import open_regular, reason
 from .hashing import sha256_file
 
 #: The stet tag file in an exported bag: one JSON object per document, in payload order.
@@ -219,10 +220,6 @@ def _listed(names: list[str]) -> str:
     return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror.lower() if exc.strerror else str(exc)
-
-
 def _inside(real: str, root: str) -> bool:
     return real.startswith(root + os.sep)
 
@@ -235,7 +232,7 @@ def _check_tag_files(path: str, prefix: str) -> None:
     try:
         names = sorted(os.listdir(path))
     except OSError as exc:
-        raise InvalidInput(f"{prefix}: {_reason(exc)}") from None
+        raise InvalidInput(f"{prefix}: {reason(exc)}") from None
     for name in names:
         if not _TAG_FILES.fullmatch(name):
             continue
@@ -245,7 +242,7 @@ def _check_tag_files(path: str, prefix: str) -> None:
         try:
             open_regular(location).close()
         except OSError as exc:
-            raise InvalidInput(f"{prefix}: {name}: {_reason(exc)}") from None
+            raise InvalidInput(f"{prefix}: {name}: {reason(exc)}") from None
 
 
 def _leaves(name: str, folder: str | None) -> bool:
@@ -357,7 +354,7 @@ def _check_entries(bag, path: str, payload: set[str],
                     for hasher in hashers.values():
                         hasher.update(block)
         except OSError as exc:
-            problems.setdefault(relative, []).append(_reason(exc))
+            problems.setdefault(relative, []).append(reason(exc))
             continue
         for algorithm, value in expected.items():
             if value.lower() != hashers[algorithm].hexdigest():
@@ -382,14 +379,14 @@ def _check_bagit_txt(path: str, prefix: str) -> None:
 def _collect(exc: "bagit.BagValidationError", problems: dict[str, list[str]]) -> None:
     for detail in exc.details or []:
         if isinstance(detail, bagit.ChecksumMismatch):
-            reason = f"{detail.algorithm} mismatch"
+            why = f"{detail.algorithm} mismatch"
         elif isinstance(detail, bagit.FileMissing):
-            reason = "in the manifest, missing on disk"
+            why = "in the manifest, missing on disk"
         elif isinstance(detail, bagit.UnexpectedFile):
-            reason = "on disk, not in the manifest"
+            why = "on disk, not in the manifest"
         else:
-            reason = str(detail)
-        problems.setdefault(str(getattr(detail, "path", "?")), []).append(reason)
+            why = str(detail)
+        problems.setdefault(str(getattr(detail, "path", "?")), []).append(why)
     if not exc.details:
         problems.setdefault("bag", []).append(exc.message)
 
@@ -582,11 +579,15 @@ def _key(name: str) -> str:
 
 def export(archive, directory: str | os.PathLike, refs: Iterable[str | int] = (), *,
            organization: str | None = None, identifier: str | None = None,
-           processes: int = 1, include_restricted: bool = False) -> dict[str, Any]:
+           processes: int = 1, include_restricted: bool = False,
+           progress: Callable | None = None) -> dict[str, Any]:
     """Write the documents (all, or ``refs`` with their attachments) as a bag at ``directory``,
     which must not exist or be an empty folder. Returns a summary, with ``left_out``: how
     many hidden documents were left out. Hidden documents (restricted now, or an attachment
-    of one) are left out unless ``include_restricted``; naming one is an error."""
+    of one) are left out unless ``include_restricted``; naming one is an error.
+    ``progress``: given twice the payload's bytes, a context manager yielding ``advance(n)``,
+    advanced by each document's size as it is written, then by the whole payload once
+    bagit has checksummed it."""
     target = os.path.abspath(os.fspath(directory))
     if os.path.lexists(target) and not (os.path.isdir(target) and not os.listdir(target)):
         raise InvalidInput(f"{directory}: exists and is not an empty folder")
@@ -599,17 +600,42 @@ def export(archive, directory: str | os.PathLike, refs: Iterable[str | int] = ()
         conn.execute("BEGIN")
     try:
         return _export(archive, target, refs, organization=organization, identifier=identifier,
-                       processes=processes, include_restricted=include_restricted)
+                       processes=processes, include_restricted=include_restricted,
+                       progress=progress)
     finally:
         if snapshot and conn.in_transaction:
             conn.execute("ROLLBACK")  # a read: nothing to keep
 
 
 def _export(archive, target: str, refs: Iterable[str | int], *, organization: str | None,
-            identifier: str | None, processes: int, include_restricted: bool) -> dict[str, Any]:
+            identifier: str | None, processes: int, include_restricted: bool,
+            progress: Callable | None) -> dict[str, Any]:
     conn = archive.conn
     hidden = {row[0] for row in conn.execute(store.HIDDEN_DOCUMENTS)}
     ids, left_out = _selection(archive, refs, set() if include_restricted else hidden)
+    counting = (progress(2 * _payload_bytes(conn, ids)) if progress is not None
+                else contextlib.nullcontext(lambda n: None))
+    with counting as advance:
+        return _write_bag(archive, target, ids, hidden, organization=organization,
+                          identifier=identifier, processes=processes,
+                          include_restricted=include_restricted, left_out=left_out,
+                          advance=advance)
+
+
+def _payload_bytes(conn, ids: list[int]) -> int:
+    total = 0
+    for offset in range(0, len(ids), 500):
+        part = ids[offset:offset + 500]
+        total += conn.execute(f"SELECT coalesce(sum(size), 0) FROM documents WHERE id IN "
+                              f"({', '.join('?' * len(part))})", part).fetchone()[0]
+    return total
+
+
+def _write_bag(archive, target: str, ids: list[int], hidden: set[int], *,
+               organization: str | None, identifier: str | None, processes: int,
+               include_restricted: bool, left_out: int,
+               advance: Callable[[int], Any]) -> dict[str, Any]:
+    conn = archive.conn
     seq, head = conn.execute(
         "SELECT coalesce(max(seq), 0), coalesce((SELECT hash FROM events ORDER BY seq DESC "
         "LIMIT 1), '') FROM events").fetchone()
@@ -628,6 +654,7 @@ def _export(archive, target: str, refs: Iterable[str | int], *, organization: st
                     out.write(block)
             total += record["document"]["size"]
             records.append(record)
+            advance(record["document"]["size"])
         bag_info = {
             "Source-Organization": organization or "unknown",
             "Bagging-Date": timeutil.now().strftime("%Y-%m-%d"),
@@ -638,6 +665,7 @@ def _export(archive, target: str, refs: Iterable[str | int], *, organization: st
             "Stet-Event-Chain-Head": f"{seq} {head}".strip(),
         }
         bag = bagit.make_bag(work, bag_info, processes=processes, checksums=list(CHECKSUMS))
+        advance(total)
         with open(os.path.join(work, TAG_FILE), "w", encoding="utf-8", newline="\n") as tag:
             for record in records:
                 tag.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
@@ -705,7 +733,7 @@ def _tag_record(archive, doc_id: int, hidden: set[int],
     document = dict(zip(_AS_INGESTED, row))
     document["restricted"] = bool(document["restricted"])
     title, source, restricted, *text = row[len(_AS_INGESTED):]
-    events = archive.log(doc_id)
+    events = list(archive.log(doc_id))
     if not include_restricted:
         events = [event for event in events if not _restricted_submission(event)]
     return {

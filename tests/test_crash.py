@@ -25,13 +25,14 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     import stet.ingest as ingest
+    import stet.ingest.writer
     from stet import Archive
 
     db, folder, where, after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    ingest.BATCH_FILES = 4
+    stet.ingest.writer.BATCH_FILES = 4
     count = 0
     if os.environ.get("CRASH_AHEAD"):  # prepared in the read-ahead worker, 4 files a region
-        import stet.readahead as readahead
+        import stet.ingest.readahead as readahead
         readahead.available = lambda: True  # even on one CPU
         ingest.READ_AHEAD_MIN_FILES = 1
         readahead.SLOT_FILES = 4

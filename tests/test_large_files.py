@@ -124,9 +124,10 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
         return used[-1]
 
     monkeypatch.setattr(ingest_module, "_workers", spy)
-    monkeypatch.setattr(ingest_module, "TASK_FILES", 16)  # many tasks, several in flight
-    monkeypatch.setattr(ingest_module, "TASK_BYTES", 64 * 1024)
-    from stet import readahead
+    from stet.ingest import pool, readahead
+
+    monkeypatch.setattr(pool, "TASK_FILES", 16)  # many tasks, several in flight
+    monkeypatch.setattr(pool, "TASK_BYTES", 64 * 1024)
 
     monkeypatch.setattr(readahead, "SLOT_FILES", 16)  # many regions, each reused
     monkeypatch.setattr(readahead, "SLOTS", 2)
@@ -214,8 +215,7 @@ def test_progress_bar_shows_files_bytes_and_rate_on_a_terminal(tmp_path, monkeyp
 
 
 def test_read_ahead_only_when_it_pays(monkeypatch):
-    from stet import readahead
-    from stet.ingest import Entry, Options, Writer, _read_ahead
+    from stet.ingest import Entry, Options, Writer, _read_ahead, readahead
 
     monkeypatch.delenv("STET_WORKERS", raising=False)
     monkeypatch.setattr(readahead, "available", lambda: True)
@@ -237,8 +237,9 @@ def test_read_ahead_stops_with_the_writer(tmp_path, monkeypatch):
     comes through, the worker is gone, and what was committed is whole."""
     import multiprocessing
 
-    from stet import Archive, readahead
+    from stet import Archive
     from stet import ingest as ingest_module
+    from stet.ingest import readahead, writer
     from stet.errors import StetError
 
     folder = tmp_path / "src"
@@ -248,7 +249,7 @@ def test_read_ahead_stops_with_the_writer(tmp_path, monkeypatch):
     monkeypatch.delenv("STET_WORKERS", raising=False)
     monkeypatch.setattr(readahead, "available", lambda: True)
     monkeypatch.setattr(readahead, "SLOT_FILES", 10)
-    monkeypatch.setattr(ingest_module, "BATCH_FILES", 20)
+    monkeypatch.setattr(writer, "BATCH_FILES", 20)
     writes = []
     real_insert = ingest_module.Writer._insert
 
@@ -264,4 +265,4 @@ def test_read_ahead_stops_with_the_writer(tmp_path, monkeypatch):
             archive.ingest([folder], by="t")
         assert multiprocessing.active_children() == []
         assert archive.verify() == []
-        assert len(archive.documents()) == 40  # two batches of twenty committed
+        assert len(list(archive.documents())) == 40  # two batches of twenty committed

@@ -1,4 +1,4 @@
-"""Opening the files stet is given: regular files only, and never a wait.
+"""What stet asks of the operating system: how many CPUs it may use, and files opened safely.
 
 ``open()`` of a FIFO blocks until a writer appears, and a device may block or answer
 forever. Every file stet ingests or validates (a file in a folder, a bag's payload and tag
@@ -7,6 +7,9 @@ a FIFO returns at once), checked on the opened descriptor (``fstat``, after any 
 link was followed, so nothing can be swapped in between a check and the open), and only then
 read, in blocking mode again. Anything but a regular file is refused with an ``OSError``
 whose message is ``not a regular file`` (``is a directory`` for a folder).
+
+This module sits below :mod:`stet.bags` and :mod:`stet.ingest` (which uses bags), so both
+can use it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from typing import BinaryIO
 
 _FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
           | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity on Linux), at least 1."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class NotRegularFile(OSError):
@@ -39,3 +50,8 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def reason(exc: OSError) -> str:
+    """Why a file could not be read, in words for a message (``no such file or directory``)."""
+    return exc.strerror.lower() if exc.strerror else str(exc)

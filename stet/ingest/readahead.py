@@ -8,7 +8,7 @@ file's bytes back through a pipe costs about what preparing them does (benchmark
 "Parallel ingest"), so they travel through an anonymous shared mapping instead: the worker
 copies each small file's bytes into one of :data:`SLOTS` regions of :data:`SLOT_BYTES`, and
 the main process binds views of them straight into its inserts. Only the small
-per-file facts (hash, size, media type, text length) are pickled.
+per-file facts (hash, size, media type, text length, where its bytes are) are pickled.
 
 Integrity: the bytes stored are the very bytes the worker hashed (no second read that could
 see a changed file). A region is handed back to the worker only after the writer has
@@ -23,17 +23,23 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
-import os
 import traceback
 from collections.abc import Iterator
+from typing import Protocol
 
-from .errors import StetError
-from .ingest import Prepared, Writer, hash_texts, prepare
+from ..errors import StetError
+from ..system import cpus
+from .prepared import Prepared, drop_verbatim_texts, hash_texts, prepare
+
+try:
+    import fcntl
+except ImportError:  # not on a Unix
+    fcntl = None
 
 #: Regions of the shared mapping (96 MiB in all). Small regions start the writer early and
 #: keep both processes busy; the writer's batches (BATCH_FILES, BATCH_BYTES) span several.
 SLOTS = 12
-#: The size of a region; a file larger than :data:`~stet.ingest.SMALL_FILE` is
+#: The size of a region; a file larger than :data:`~.prepared.SMALL_FILE` is
 #: streamed by the writer from its path as before, so every file read whole fits in one.
 SLOT_BYTES = 8 * 1024 * 1024
 #: The most files one message (one region) carries, bounding the pickled facts.
@@ -45,10 +51,18 @@ PIPE_BYTES = 1024 * 1024
 def available() -> bool:
     """Whether reading ahead can run here: fork (the worker inherits the mapping) and a
     second CPU for it to run on."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cpus or 1) > 1
+    return "fork" in multiprocessing.get_all_start_methods() and cpus() > 1
+
+
+class Sink(Protocol):
+    """What :class:`ReadAhead` needs of the one it hands items to (:class:`~.writer.Writer`)."""
+
+    @property
+    def pending(self) -> int:
+        """How many of the items given are not yet stored: always the last ones given."""
+
+    def flush(self) -> None:
+        """Store every item given so far."""
 
 
 class ReadAhead:
@@ -56,13 +70,13 @@ class ReadAhead:
     made by one worker process.
 
     Use as a context manager (it forks on entry: enter it before starting any thread) and
-    iterate, giving each item to ``writer`` in turn. A region is reused once every item from
-    it is stored (all but the last ``writer.pending`` items given); when the worker would run
-    out of regions, ``writer.flush()`` stores what is pending first."""
+    iterate, giving each item to ``sink`` in turn. A region is reused once every item from
+    it is stored (all but the last ``sink.pending`` items given); when the worker would run
+    out of regions, ``sink.flush()`` stores what is pending first."""
 
-    def __init__(self, paths: list[tuple[str, str | None]], writer: Writer) -> None:
+    def __init__(self, paths: list[tuple[str, str | None]], sink: Sink) -> None:
         self.paths = paths
-        self.writer = writer
+        self.sink = sink
         self._process: multiprocessing.process.BaseProcess | None = None
 
     def __enter__(self) -> ReadAhead:
@@ -92,20 +106,20 @@ class ReadAhead:
                     raise StetError("the reading process stopped before it had read every file") from None
                 if message is None:
                     return
-                kind, slot, payload = message
+                kind, slot, payload, places = message
                 if kind == "error":
                     raise StetError(f"the reading process failed: {payload}")
-                for item in payload:
-                    if item.shared is not None:
-                        offset, size = item.shared
-                        item.data, item.shared = view[offset:offset + size], None
+                for item, place in zip(payload, places):
+                    if place is not None:  # its bytes wait in the region (offset, size)
+                        offset, size = place
+                        item.data = view[offset:offset + size]
                     yield item
                 given += len(payload)
                 held.append((slot, given, payload))
                 del payload
                 if len(held) >= SLOTS - 1:
-                    self.writer.flush()  # the worker is down to its last free region
-                stored = given - self.writer.pending
+                    self.sink.flush()  # the worker is down to its last free region
+                stored = given - self.sink.pending
                 while held and held[0][1] <= stored:
                     self._release(held.pop(0))
         finally:
@@ -141,24 +155,23 @@ def _widen(end) -> None:
     """Make the pipe hold 1 MiB (Linux; 64 KiB by default), so that the worker can send a
     region's facts and go on preparing without waiting for the writer to read them."""
     try:
-        import fcntl
-
         fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    except (ImportError, AttributeError, OSError):
+    except (AttributeError, OSError):
         pass  # another system, or a lower limit: the worker waits more, nothing else changes
 
 
 def _work(paths, shared, results, free, parent_ends) -> None:
     """The worker: prepare each file, copy a small file's bytes into the current region,
-    send each region's facts when it is full, wait for a free region."""
+    send each region's facts when it is full (with where each item's bytes are in it: an
+    offset and a size, or None), wait for a free region."""
     for end in parent_ends:
         end.close()
     try:
         free_slots = list(range(SLOTS))
-        slot, offset, batch = free_slots.pop(), 0, []
+        slot, offset, batch, places = free_slots.pop(), 0, [], []
 
         def send() -> int:
-            results.send(("batch", slot, batch))
+            results.send(("batch", slot, batch, places))
             if free_slots:
                 return free_slots.pop()
             return free.recv()  # EOFError when the main process is gone: the worker stops
@@ -167,28 +180,26 @@ def _work(paths, shared, results, free, parent_ends) -> None:
             item = hash_texts(prepare(path, location))
             # (a file that grew past a region between its size and its read keeps its bytes
             # in the message, as a pool's worker sends attachments)
+            place = None
             if item.data is not None and item.size <= SLOT_BYTES:
                 if offset + item.size > SLOT_BYTES or len(batch) >= SLOT_FILES:
-                    slot, offset, batch = send(), 0, []
+                    slot, offset, batch, places = send(), 0, [], []
                 start = slot * SLOT_BYTES + offset
                 shared[start:start + item.size] = item.data
-                item.shared = (start, item.size)
-                ext = item.extraction
-                if ext is not None and ext.verbatim:
-                    # the text is the bytes: the main process stores them, it needs the length
-                    item.text_length = len(ext.text)
-                    ext.text = ""
+                place = (start, item.size)
+                drop_verbatim_texts(item)  # the main process stores the bytes as the text
                 item.data = None
                 offset += item.size
             elif len(batch) >= SLOT_FILES:
-                slot, offset, batch = send(), 0, []
+                slot, offset, batch, places = send(), 0, [], []
             batch.append(item)
-        results.send(("batch", slot, batch))
+            places.append(place)
+        results.send(("batch", slot, batch, places))
         results.send(None)
     except (EOFError, BrokenPipeError):
         return  # the main process is gone or stopped early
     except BaseException:
         try:
-            results.send(("error", None, traceback.format_exc(limit=-1).strip().splitlines()[-1]))
+            results.send(("error", None, traceback.format_exc(limit=-1).strip().splitlines()[-1], None))
         except (OSError, EOFError):
             pass

@@ -1,0 +1,140 @@
+"""Ingest: walk paths, hash and extract each file, store it with its event, all or nothing.
+
+The work is split by concern, each step depending only on the ones before it:
+
+- :mod:`.paths`: what to ingest. :func:`walk` finds the files (links followed only inside
+  the tree), :func:`~.paths.expand_bags` validates every bag first and expands it.
+- :mod:`.prepared`: :func:`prepare` reads one file (streaming, flat memory), hashes it,
+  detects its media type and extracts its text. It is pure: it touches no database, so it
+  can run in worker processes.
+- How files are prepared, chosen by what pays (:func:`_workers`, :func:`_read_ahead`):
+  here in the main process; in one read-ahead worker that hands small files' bytes back
+  through shared memory (:mod:`.readahead`); or in a pool of workers for formats whose
+  extraction is costly (:mod:`.pool`). Results come back in walk order whichever way.
+- :mod:`.writer` stores prepared files in batched transactions, each batch planned then
+  written (:mod:`.rows`): a crash loses at most the open batch, and a bag is one unit.
+
+Only regular files are read (:func:`stet.system.open_regular`): a FIFO, a socket or a device
+(reached through a symbolic link, or named on the command line) is an error line for that
+path, never a wait, and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Iterable, Iterator
+
+from .. import store
+from ..errors import StetError
+from ..hashing import CHUNK_SIZE
+from ..system import cpus
+from . import pool, readahead
+from .paths import Entry, archive_files, expand_bags, size, walk
+from .prepared import SMALL_FILE, Prepared, hash_texts, prepare, prepare_bytes, printable
+from .rows import FileChanged, Options, restricted_now
+from .writer import Writer
+
+__all__ = ["Entry", "FileChanged", "Options", "Prepared", "SMALL_FILE", "Writer",
+           "archive_files", "hash_texts", "ingest", "prepare", "prepare_bytes", "printable",
+           "walk"]
+
+#: The process pool is used only when it pays: when there are at least this many files of
+#: the formats whose extraction costs more than storing them (PDF, DOCX, HTML, email; guessed
+#: from the name, for this decision only). Plain text and binary files are bound by the
+#: single writer (SQLite and the event chain), which workers cannot share; shipping their
+#: results between processes costs about what preparing them does (benchmarks/README.md).
+#: ``$STET_WORKERS`` sets the number of worker processes (0: none).
+POOL_MIN_FILES = 16
+#: Otherwise, on a machine with a second CPU, one worker process reads, hashes and decodes
+#: ahead of the writer (:mod:`.readahead`) when there are at least this many files or
+#: bytes to ingest; a few small files cost less than starting it.
+READ_AHEAD_MIN_FILES = 64
+READ_AHEAD_MIN_BYTES = 16 * CHUNK_SIZE
+HEAVY_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".xhtml", ".eml")
+
+
+def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable | None = None,
+           workers: int | None = None) -> list[dict[str, Any]]:
+    """Ingest every file under ``paths``; return one result per file, in walk order.
+
+    Every bag found is validated first; an invalid one raises InvalidInput before anything
+    is written. ``progress(files, bytes)``, if given, returns a context manager that yields
+    a function called with each file's size as it is stored. ``workers``: worker processes
+    (default: ``$STET_WORKERS``, else the CPUs available, when there is enough work).
+    """
+    entries = expand_bags(list(walk(paths, exclude=archive_files(conn))))
+    if options.title is not None and sum(1 for e in entries if not e.error) != 1:
+        raise StetError("--title takes a single file")
+    sizes = [size(entry) for entry in entries]
+    workers = _workers(entries, sizes) if workers is None else workers
+    if options.supersedes is not None:
+        options.supersedes_restricted = restricted_now(conn, options.supersedes)
+    writer = Writer(conn, options)
+    bar = progress(len(entries), sum(sizes)) if progress else contextlib.nullcontext(None)
+    # The read-ahead worker forks before the checkpoint thread starts (forking with a thread
+    # running is unsafe); a worker pool goes without the thread, as it may fork at any time.
+    ahead = _read_ahead(entries, sizes, writer) if workers < 1 else None
+    checkpoints = store.background_checkpoints(conn) if workers < 1 else contextlib.nullcontext()
+    with bar as tick, ahead or contextlib.nullcontext(), checkpoints, store.page_cache(conn, 64):
+        try:
+            for (entry, item), nbytes in zip(_prepared(entries, sizes, workers, ahead), sizes):
+                if item is None:
+                    writer.error(entry.path, entry.error)
+                else:
+                    item.details = entry.details or {}
+                    item.name = entry.name
+                    item.bag_file = entry.bag_file
+                    writer.add(item)
+                if tick is not None:
+                    tick(nbytes)
+            writer.finish()
+        finally:
+            writer.abort()  # a bag left unfinished by an error: none of it stays
+    return writer.results
+
+
+def _workers(entries: list[Entry], sizes: list[int]) -> int:
+    """How many worker processes pay: none (0) unless there are enough files whose extraction
+    is costly, then one per CPU (the main process mostly waits for them)."""
+    configured = os.environ.get("STET_WORKERS", "").strip()
+    if configured.isdigit():
+        return int(configured)
+    heavy = sum(1 for entry in entries
+                if not entry.error and entry.path.lower().endswith(HEAVY_SUFFIXES))
+    if heavy < POOL_MIN_FILES:
+        return 0
+    available = cpus()
+    return min(available, 8) if available > 1 else 0
+
+
+def _read_ahead(entries: list[Entry], sizes: list[int],
+                sink: readahead.Sink) -> readahead.ReadAhead | None:
+    """A :class:`~.readahead.ReadAhead` worker when it pays: unless ``$STET_WORKERS`` says
+    otherwise (0: everything in this process), when there is a second CPU and enough to
+    read (:data:`READ_AHEAD_MIN_BYTES` or :data:`READ_AHEAD_MIN_FILES`)."""
+    if os.environ.get("STET_WORKERS", "").strip() or not readahead.available():
+        return None
+    files = [(entry.path, entry.location) for entry in entries if not entry.error]
+    if len(files) < READ_AHEAD_MIN_FILES and sum(sizes) < READ_AHEAD_MIN_BYTES:
+        return None
+    return readahead.ReadAhead(files, sink)
+
+
+def _prepared(entries: list[Entry], sizes: list[int], workers: int,
+              ahead: readahead.ReadAhead | None) -> Iterator[tuple[Entry, Prepared | None]]:
+    """(entry, prepared file or None for a walk error), in walk order: from the read-ahead
+    worker, from ``workers`` worker processes, or prepared here."""
+    if ahead is not None:
+        items = iter(ahead)
+    elif workers > 0:
+        files = [i for i, entry in enumerate(entries) if not entry.error]
+        items = pool.prepared([(entries[i].path, entries[i].location) for i in files],
+                              [sizes[i] for i in files], workers)
+    else:
+        items = (hash_texts(prepare(entry.path, entry.location))
+                 for entry in entries if not entry.error)
+    for entry in entries:
+        yield entry, (None if entry.error else next(items))
+    if next(items, None) is not None:  # receives the read-ahead worker's end (and lets it exit)
+        raise StetError("the reading process read more files than it was given")
