@@ -462,3 +462,13 @@ def test_a_bag_without_the_stet_tag_file_ingests_as_any_bag(run, mixed, tmp_path
     assert log[0]["action"] == "bag"
     assert all("original" not in e["details"] and "bag" in e["details"] for e in log[1:])
     assert {row[2] for row in state(other).values()} == {0}  # nothing says otherwise
+
+
+def test_the_private_bagit_methods_stet_relies_on_exist():
+    """bagit is pinned below 2 in pyproject.toml; this fails first if a release drops one."""
+    import bagit
+
+    from stet.bags import BAGIT_PRIVATE
+
+    for name in BAGIT_PRIVATE:
+        assert callable(getattr(bagit.Bag, name, None)), name

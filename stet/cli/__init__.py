@@ -3,11 +3,18 @@
 Each module registers its commands on the one group in :mod:`stet.cli.common`.
 """
 
+import logging
+
 from .common import cli
 from . import documents  # noqa: F401  (ingest, documents, show, text, log, verify)
 from . import annotations  # noqa: F401  (layer, annotate, revise, retract, annotations, history, export, import)
 from . import bags  # noqa: F401  (bag export, prov)
 from . import publish  # noqa: F401  (serve, publish)
 from . import metadata  # noqa: F401  (restrict, unrestrict, edit)
+
+# bagit logs each problem of a bag as it finds it; the command line reports them once, in one
+# Error line (the library leaves other packages' loggers as they are).
+logging.getLogger("bagit").addHandler(logging.NullHandler())
+logging.getLogger("bagit").propagate = False
 
 __all__ = ["cli"]
