@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from stet import Archive  # noqa: E402
 from stet import annotations as model  # noqa: E402
-from stet import timeutil, w3c  # noqa: E402
+from stet import timeutil  # noqa: E402
+from stet.annotations import w3c  # noqa: E402
 
 WORDS = ["human", "rights", "حقوق", "بشر", "آزادی‌های", "اساسی", "الإنسان", "لِكُلِّ",
          "شَخْصٍ", "Geneva", "conférence", "👩‍👩‍👧", "🇮🇷", "e\u0301te\u0301", "council"]
@@ -43,8 +44,18 @@ def make_documents(folder: Path, count: int, rng: random.Random) -> None:
                                                 encoding="utf-8")
 
 
-def write_annotations(archive: Archive, path: Path, count: int, rng: random.Random) -> tuple[int, int]:
-    """W3C JSON Lines of ``count`` annotations with some revisions; returns (lines, t0, t1)."""
+def later_revisions(n: int) -> tuple[tuple[int, str], ...]:
+    """The revisions after the first of annotation ``n``: one in ten revised, one in fifty
+    also retracted (1.12 revisions per annotation on average)."""
+    if n % 10:
+        return ()
+    return ((2, "active"),) if n % 50 else ((2, "active"), (3, "retracted"))
+
+
+def write_annotations(archive: Archive, path: Path, count: int, rng: random.Random,
+                      revisions=later_revisions) -> tuple[int, int, int]:
+    """W3C JSON Lines of ``count`` annotations, each followed by ``revisions(n)`` (its later
+    revisions, as (number, status)); returns (lines, t0, t1)."""
     docs = archive.conn.execute(
         "SELECT d.id, d.sha256, d.ingested_at, t.sha256, t.text FROM documents d "
         "JOIN texts t ON t.document = d.id ORDER BY d.id").fetchall()
@@ -69,9 +80,7 @@ def write_annotations(archive: Archive, path: Path, count: int, rng: random.Rand
             }
             out.write(w3c._dumps(w3c.to_w3c(row, history=True)) + "\n")
             lines += 1
-            for revision, status in ((2, "active"), (3, "retracted")):
-                if (revision == 2 and n % 10) or (revision == 3 and n % 50):
-                    break
+            for revision, status in revisions(n):
                 modified_us = created_us + revision * 86_400_000_000
                 row.update(revision=revision, status=status, body=f"note {n} r{revision}",
                            author="reviewer", modified=timeutil.from_micros(modified_us))
@@ -193,7 +202,8 @@ def main() -> None:
                        "AND status = 'active'")
         plan = conn.execute("EXPLAIN QUERY PLAN " + overlap_sql, (1, 10, 0)).fetchall()
         index = timed(lambda d, n, m: conn.execute(overlap_sql, (d, m, n)).fetchall(), windows)
-        api = timed(lambda d, n, m: model.query(conn, document=d, overlapping=(n, m)), windows)
+        api = timed(lambda d, n, m: list(model.query(conn, document=d, overlapping=(n, m))),
+                    windows)
 
         t0 = time.perf_counter()
         conn.execute("CREATE VIRTUAL TABLE temp.spans USING rtree_i32(id, doc0, doc1, s0, e1)")
@@ -209,8 +219,8 @@ def main() -> None:
         rtree = timed(lambda d, n, m: conn.execute(rtree_sql, (d, m, n)).fetchall(), windows)
 
         instants = [(rng.choice(doc_ids), rng.randrange(first_us, last_us)) for _ in range(args.queries)]
-        asof_sql = timed(lambda d, at: model.query(conn, document=d, at=at), instants)
-        now = timed(lambda d, at: model.query(conn, document=d), instants)
+        asof_sql = timed(lambda d, at: list(model.query(conn, document=d, at=at)), instants)
+        now = timed(lambda d, at: list(model.query(conn, document=d)), instants)
 
     for length in (3_000, 30_000, 300_000):
         plain, checked = span_trigger_cost(length)

@@ -161,9 +161,11 @@ def m001_core(db: sqlite_utils.Database) -> None:
 
 
 #: The triggers that keep ``annotations`` (the current state) up to date on every insert into
-#: ``annotation_revisions``. A bulk import (``stet.annotations.Importer``) drops them inside
-#: its write transaction, writes the current state of what it added in two set-based
-#: statements, and creates them again from this same text before it commits.
+#: ``annotation_revisions``. A bulk import (``stet.annotations.importer.Importer``) drops them
+#: inside its write transaction, writes the current state of what it added in two set-based
+#: statements, and creates them again from this same text before it commits. Released text,
+#: never edited: ``stet.annotations.schema`` generates the same statements from the one column
+#: list, and ``tests/test_annotations_schema.py`` holds the two equal.
 CURRENT_STATE_TRIGGER_NAMES = ("annotation_revisions_create", "annotation_revisions_current")
 CURRENT_STATE_TRIGGERS = """CREATE TRIGGER annotation_revisions_create AFTER INSERT ON annotation_revisions
         WHEN NEW.revision = 1

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlite_utils
 
 from .annotations import REVISION_COLUMNS, event_details, revisions_digest
+from .annotations.schema import current_state_mismatches
 from .errors import InvalidInput
 from .provenance import check_chain, parse_details
 from .store import STATE_ACTIONS, migrations
@@ -60,26 +61,49 @@ _NULL_WHEN_ABSENT = frozenset(("parent",))
 _ABSENT = object()
 
 
-def verify(conn, *, expect_head: tuple[int, str] | None = None) -> list[str]:
+def verify(conn, *, expect_head: tuple[int, str] | None = None,
+           progress: Callable | None = None) -> list[str]:
     """Every problem found, as one line each (an empty list when the archive is sound).
 
     ``expect_head=(length, hash)``: a chain head kept elsewhere (``stet log --head``); a
-    problem unless event ``length`` exists with that hash."""
+    problem unless event ``length`` exists with that hash. ``progress``: given the number of
+    checks plus the number of documents, a context manager yielding ``advance(n)``, advanced
+    after each check and after each document."""
     expect_head = _expected_head(expect_head)
     facts = _Facts()
-    problems: list[str] = []
+    advance: Callable[[int], Any] = _ignore  # rebound below when there is a progress bar
     steps: list[tuple[str, Callable[[], Iterable[str]]]] = [
         ("schema", lambda: check_schema(conn)),
         ("documents", lambda: facts.load_documents(conn)),
         ("event chain", lambda: check_chain(conn, expect_head=expect_head, visit=facts.add)),
         ("events", lambda: facts.problems),
-        ("documents", lambda: check_documents(conn, facts)),
+        ("documents", lambda: check_documents(conn, facts, advance)),
         ("annotation revisions", lambda: check_revisions(conn, facts)),
         ("current state", lambda: check_current_state(conn)),
         ("layers", lambda: check_layers(conn, facts)),
     ]
+    if progress is None:
+        return _run(steps, advance)
+    with progress(len(steps) + _count(conn, "documents")) as advance:
+        return _run(steps, advance)
+
+
+def _ignore(n: int) -> None:
+    return None
+
+
+def _count(conn, table: str) -> int:
+    try:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    except Exception:  # a damaged schema: the checks report it
+        return 0
+
+
+def _run(steps, advance: Callable[[int], Any]) -> list[str]:
+    problems: list[str] = []
     for name, step in steps:
         problems.extend(_guarded(name, step))
+        advance(1)
     return problems
 
 
@@ -234,7 +258,8 @@ _SPANS = ('SELECT document, annotation, revision, start, "end", exact FROM annot
           "ORDER BY document, modified_us")
 
 
-def check_documents(conn, facts: _Facts) -> Iterator[str]:
+def check_documents(conn, facts: _Facts,
+                    advance: Callable[[int], Any] = _ignore) -> Iterator[str]:
     """Each document against its ingest event (and, in a snapshot, its current state), its
     raw bytes against their SHA-256, its text against its SHA-256 and length, and every span
     on it against the text: one document (and one text) in memory at a time."""
@@ -251,6 +276,7 @@ def check_documents(conn, facts: _Facts) -> Iterator[str]:
             yield f"{name}: could not be checked ({type(exc).__name__}: {exc})"
             text = None
         yield from spans.check(doc_id, text, name)
+        advance(1)
     yield from spans.rest()
     for (doc_id,) in conn.execute(
             "SELECT document FROM texts WHERE document NOT IN (SELECT id FROM documents)"):
@@ -580,14 +606,7 @@ def _compare(where: str, revision: dict[str, Any], event: tuple) -> Iterator[str
 
 def check_current_state(conn) -> Iterator[str]:
     """The derived ``annotations`` table agrees with the latest revision of each annotation."""
-    columns = ('uuid, document, layer, reply_to, start, "end", exact, prefix, suffix, body, '
-               "motivation, tags, creator, author, created, modified, modified_us, revision, "
-               "status, reason")
-    rows = conn.execute(
-        f"SELECT annotation, {columns} FROM annotation_revisions r WHERE revision = "
-        "(SELECT max(revision) FROM annotation_revisions WHERE annotation = r.annotation) "
-        f"EXCEPT SELECT id, {columns} FROM annotations"
-    ).fetchall()
+    rows = conn.execute(current_state_mismatches()).fetchall()
     for row in rows:
         yield f"annotation {row[0]}: current state does not match its latest revision"
     extra = conn.execute(

@@ -17,16 +17,16 @@ def test_samples_import_into_the_demo_archive(tmp_path):
             "claims.jsonl", "entities.jsonl", "translation.jsonl"]
         assert all(r["annotations"] > 0 and r["skipped"] == 0 for r in results)
         assert archive.verify() == []
-        current = archive.annotations()
+        current = list(archive.annotations())
         assert {a["layer"] for a in current} == {"entities", "claims", "translation"}
         scripts = {a["exact"] for a in current if a["exact"]}
         assert "سازمان ملل متحد" in scripts and "الأمم المتحدة" in scripts
         assert "آزادی\u200cهای اساسی" in scripts  # the ZWNJ kept
         assert any(a["reply_to"] for a in current)
         assert any(a["status"] == "retracted" for a in archive.annotations(include_retracted=True))
-        assert any(len(archive.history(a["id"])) > 1 for a in current)
+        assert any(len(list(archive.history(a["id"]))) > 1 for a in current)
         # the week before: fewer annotations than now, none from after that instant
-        past = archive.annotations(at="2026-11-24T00:00:00Z")
+        past = list(archive.annotations(at="2026-11-24T00:00:00Z"))
         assert 0 < len(past) < len(current)
         assert all(a["modified"] < "2026-11-24" for a in past)
         again = archive.import_([ROOT / "annotations"])

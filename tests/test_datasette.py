@@ -247,7 +247,7 @@ def test_document_page_text_and_marks(sample, get):
     assert "".join(page.text) == sample["pes_text"]
     assert page.container["dir"] == "rtl"
     with Archive(sample["path"]) as archive:
-        current = archive.annotations(sample["pes"])
+        current = list(archive.annotations(sample["pes"]))
     expected = [set() for _ in sample["pes_text"]]
     layer_of = {}
     for a in current:
@@ -504,3 +504,13 @@ def test_make_datasette_names_the_database_archive(sample):
     ds = make_datasette(sample["snapshot"], metadata={})
     assert [n for n in ds.databases if n != "_internal"] == ["archive"]
     assert ds.databases["archive"].is_mutable is False
+
+
+def test_the_canned_query_of_the_past_uses_the_one_at_instant_builder():
+    """'The archive as it was at a time' is the same SQL as stet annotations --at and the
+    document page's ?at=: stet.annotations.schema.state_at, copied into the YAML (which
+    cannot call Python) and held to it here."""
+    from stet.annotations.schema import state_at
+
+    queries = load_metadata(ROOT / "stet" / "metadata.yml")["databases"]["archive"]["queries"]
+    assert state_at("stet_micros(:at)") in queries["archive_at"]["sql"]

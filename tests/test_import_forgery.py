@@ -5,6 +5,7 @@ every imported row is held to its import event, and the history says who importe
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import re
@@ -15,7 +16,7 @@ import pytest
 from stet import Archive, timeutil
 from stet.annotations import CLOCK_SKEW_MINUTES, revisions_digest
 from stet.errors import InvalidInput
-from stet.w3c import revision_iri
+from stet.annotations.w3c import revision_iri
 
 TEXT = "The Commission met in Geneva on 12 March; the minutes were published in April.\n"
 OUT_OF_RANGE = ("9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00")
@@ -153,7 +154,7 @@ def test_revision_times_keep_their_order(source, tmp_path, doc_file):
     assert str(error.value) == (
         f"{path}: line 1: revision 1 of {item['id']} is dated 2001-01-01T00:00:00.000000Z, "
         "before its annotation was created (2001-01-01T23:00:00.000000Z)")
-    assert archive.annotations(include_retracted=True) == []
+    assert list(archive.annotations(include_retracted=True)) == []
 
 
 def test_a_first_revision_that_is_a_retraction_is_refused(source, tmp_path, doc_file, run):
@@ -172,6 +173,32 @@ def test_a_first_revision_that_is_a_retraction_is_refused(source, tmp_path, doc_
                              "annotation cannot begin retracted\n")
     assert len(json.loads(run("log", "--json", db=db).output)) == events
 
+
+
+def test_a_revision_after_a_retraction_is_refused(source, tmp_path, doc_file):
+    """As ``revise`` refuses: nothing follows a retraction, whether the retraction is in the
+    same file or already in the archive."""
+    gone = [item for item in lines(source) if item["stet:status"] == "retracted"][0]
+    first = [item for item in lines(source) if item["id"] == gone["dcterms:replaces"]["id"]][0]
+    iri = gone["dcterms:isVersionOf"]["id"]
+    revived = {**gone, "id": revision_iri(iri[9:], 3), "stet:revision": 3,
+               "dcterms:replaces": {"id": gone["id"]}, "stet:author": "mallory",
+               "stet:status": "active"}
+    del revived["stet:reason"]
+    message = (f"line 3: revision 3 of {iri} follows its retraction: a retracted annotation "
+               "cannot be revised")
+    path = write(tmp_path / "revived.jsonl", [first, gone, revived])
+    archive = target(tmp_path, doc_file)
+    with pytest.raises(InvalidInput) as error:
+        archive.import_([path])
+    assert str(error.value) == f"{path}: {message}"
+    assert list(archive.annotations(include_retracted=True)) == []
+    archive.import_([write(tmp_path / "gone.jsonl", [first, gone])])  # the retraction lands
+    path = write(tmp_path / "revived.jsonl", [revived])
+    with pytest.raises(InvalidInput) as error:
+        archive.import_([path])
+    assert str(error.value) == f"{path}: {message.replace('line 3', 'line 1')}"
+    assert [h["status"] for h in archive.history(1)] == ["active", "retracted"]
 
 # -- times out of range -----------------------------------------------------------------
 
@@ -252,7 +279,7 @@ def test_a_reimport_with_other_content_is_reported(source, tmp_path, doc_file, r
     assert (record["revisions"], record["skipped"]) == (0, 4)
     assert (record["conflicts"], record["first_conflict"]) == (3, items[1]["id"])
     with Archive(db) as archive:
-        assert archive.history(1)[1]["body"] == "Geneva, Palais des Nations"
+        assert list(archive.history(1))[1]["body"] == "Geneva, Palais des Nations"
         assert import_events(archive)[-1]["details"]["conflicts"] == 3
 
 
@@ -281,15 +308,17 @@ def test_history_names_who_imported_each_revision(source, tmp_path, doc_file, ru
     archive = target(tmp_path, doc_file)
     archive.import_([path], by="importer")
     archive.revise(1, body="revised here", by="dee")
-    history = archive.history(1)
+    history = list(archive.history(1))
     assert [(h["author"], h["imported_by"]) for h in history] == [
         ("ana", "importer"), ("bo", "importer"), ("dee", None)]
     assert [h["imported_by"] for h in source.history(1)] == [None, None]
     archive.close()
-    out = run("history", 1, db=str(tmp_path / "target.db")).output.splitlines()
-    assert out[0].endswith("  by ana, imported by importer")
-    assert out[1].endswith("  by bo, imported by importer")
-    assert "imported by" not in out[2]
+    out = run("history", 1, "--csv", db=str(tmp_path / "target.db")).output
+    assert [(r["author"], r["imported_by"]) for r in csv.DictReader(io.StringIO(out))] == [
+        ("ana", "importer"), ("bo", "importer"), ("dee", "")]
+    table = run("history", 1, db=str(tmp_path / "target.db")).output.splitlines()
+    assert table[0].split()[2:4] == ["author", "imported_by"]
+    assert [line.split()[2:4] for line in table[2:4]] == [["ana", "importer"], ["bo", "importer"]]
     assert [h["imported_by"] for h in json.loads(
         run("history", 1, "--json", db=str(tmp_path / "target.db")).output)] == [
         "importer", "importer", None]

@@ -3,7 +3,8 @@ directory and from PYTHONPATH, so a module planted there never runs (issue 10, i
 
 import io
 
-from stet import Archive, w3c
+from stet import Archive
+from stet.annotations import worker
 from test_w3c import folder  # noqa: F401  (the documents of the W3C tests)
 
 PLANTED = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\nraise SystemExit(3)\n"
@@ -29,8 +30,8 @@ def test_a_planted_stet_module_never_runs_in_the_import_worker(tmp_path, folder,
                                                 encoding="utf-8")
     monkeypatch.chdir(planted)  # the working directory holds stet.py
     monkeypatch.setenv("PYTHONPATH", str(planted / "on-pythonpath"))
-    monkeypatch.setattr(w3c, "WORKER_BYTES", 0)  # every file goes through the worker process
-    monkeypatch.setattr(w3c, "cpus", lambda: 2)
+    monkeypatch.setattr(worker, "WORKER_BYTES", 0)  # every file goes through the worker process
+    monkeypatch.setattr(worker, "cpus", lambda: 2)
 
     results = target.import_([notes], by="importer")
     assert not marker.exists()

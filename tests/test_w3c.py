@@ -9,7 +9,7 @@ import pytest
 
 from stet import Archive
 from stet.errors import InvalidInput
-from stet.w3c import revision_iri
+from stet.annotations.w3c import revision_iri
 
 FA = "اعلامیه جهانی حقوق بشر: آزادی‌های اساسی با همکاری سازمان ملل متحد تأمین شود."
 AR = "لِكُلِّ شَخْصٍ حَقُّ التَّمَتُّعِ بِكَافَّةِ الْحُقُوقِ وَالْحُرِّيَّاتِ."
@@ -130,8 +130,8 @@ def test_history_round_trip_rebuilds_everything(source, tmp_path, folder):
     again = target.import_([path], by="importer")[0]
     assert (again["annotations"], again["revisions"], again["skipped"]) == (0, 0, 7)
     assert everything(target) == everything(source)
-    assert [e["action"] for e in target.log()[-2:]] == ["import", "import"]
-    assert target.log()[-1]["details"]["sha256"] == result["sha256"]
+    assert [e["action"] for e in list(target.log())[-2:]] == ["import", "import"]
+    assert list(target.log())[-1]["details"]["sha256"] == result["sha256"]
 
 
 def test_collection_round_trip_keeps_the_current_state(source, tmp_path, folder):

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from stet import Archive, w3c
+from stet import Archive
+from stet.annotations import files, worker
 from stet.errors import InvalidInput
 from stet.store import CURRENT_STATE_TRIGGER_NAMES
 from test_w3c import AR, FA, folder  # noqa: F401  (the same two documents and their fixture)
@@ -55,8 +56,8 @@ def triggers(archive):
 @pytest.fixture(params=["in-process", "worker"])
 def mode(request, monkeypatch):
     if request.param == "worker":
-        monkeypatch.setattr(w3c, "WORKER_BYTES", 0)
-        monkeypatch.setattr(w3c, "cpus", lambda: 2)
+        monkeypatch.setattr(worker, "WORKER_BYTES", 0)
+        monkeypatch.setattr(worker, "cpus", lambda: 2)
     return request.param
 
 
@@ -124,19 +125,19 @@ def _good(tmp_path, lines):
 
 def test_worker_reports_the_file_digest(source, tmp_path, folder, monkeypatch):
     path = _good(tmp_path, history(source))
-    monkeypatch.setattr(w3c, "WORKER_BYTES", 0)
-    monkeypatch.setattr(w3c, "cpus", lambda: 2)
+    monkeypatch.setattr(worker, "WORKER_BYTES", 0)
+    monkeypatch.setattr(worker, "cpus", lambda: 2)
     target = build(tmp_path / "b.db", folder)
     [result] = target.import_([path])
-    assert result["sha256"] == w3c.file_sha256(path)
+    assert result["sha256"] == files.file_sha256(path)
     assert result["revisions"] == len(history(source))
 
 
 def test_a_worker_that_dies_fails_the_import_and_writes_nothing(source, tmp_path, folder,
                                                                 monkeypatch):
     path = _good(tmp_path, history(source))
-    monkeypatch.setattr(w3c, "WORKER_BYTES", 0)
-    monkeypatch.setattr(w3c, "cpus", lambda: 2)
+    monkeypatch.setattr(worker, "WORKER_BYTES", 0)
+    monkeypatch.setattr(worker, "cpus", lambda: 2)
     target = build(tmp_path / "b.db", folder)
     before = target.counts()
     monkeypatch.setattr("sys.executable", "false")  # exits at once, says nothing

@@ -20,6 +20,7 @@ from .. import timeutil
 from ..display import download_name, shown
 from ..errors import StetError
 from ..publish import fold
+from ..annotations.schema import state_at
 from ..store import STATE_ACTIONS_SQL
 from . import highlight, marks
 
@@ -56,11 +57,11 @@ SELECT {ANNOTATION_COLUMNS} FROM annotations
 WHERE document = :doc AND status = 'active' ORDER BY start, id
 """
 
+#: The annotations as they stood at :at: the one at-instant builder (stet.annotations.schema).
 AT_SQL = f"""
-SELECT {ANNOTATION_COLUMNS.replace('id, ', 'annotation AS id, ', 1)} FROM annotation_revisions r
-WHERE document = :doc AND modified_us <= :at AND status = 'active'
-  AND revision = (SELECT max(revision) FROM annotation_revisions
-                  WHERE annotation = r.annotation AND modified_us <= :at)
+SELECT {ANNOTATION_COLUMNS.replace('id, ', 'annotation AS id, ', 1)}
+FROM ({state_at(':at', document=':doc')}) r
+WHERE status = 'active'
 ORDER BY start, annotation
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .errors import Ambiguous, InvalidInput, NotFound
+from ..errors import Ambiguous, InvalidInput, NotFound
 
 #: Code points of context kept on each side of a span.
 CONTEXT = 32

@@ -1,4 +1,6 @@
-"""W3C Web Annotation out and in, and brat standoff out.
+"""W3C Web Annotation out and in, and brat standoff out: serialization only (the files an
+import reads are found and read in :mod:`stet.annotations.files`, written in
+:mod:`stet.annotations.importer`).
 
 One stet annotation is one W3C ``Annotation``:
 
@@ -21,29 +23,23 @@ IRI and ``dcterms:replaces`` its predecessor, so that an import rebuilds the who
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
-import os
-
-import orjson
 import re
 import uuid as uuid_module
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
-from . import __version__, store, timeutil
-from .errors import InvalidInput, StetError
+import orjson
+
+from .. import __version__, store, timeutil
+from ..errors import InvalidInput
+from .schema import FIELDS, W3C_MOTIVATIONS, select
 
 ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
 STET_NS = "https://w3id.org/stet/ns#"
 CONTEXT = [ANNO_CONTEXT, {"stet": STET_NS}]
-W3C_MOTIVATIONS = frozenset((
-    "assessing", "bookmarking", "classifying", "commenting", "describing", "editing",
-    "highlighting", "identifying", "linking", "moderating", "questioning", "replying", "tagging",
-))
+_W3C_MOTIVATIONS = frozenset(W3C_MOTIVATIONS)
 FORMATS = ("w3c", "jsonl", "brat")
 GENERATOR = {"type": "Software", "name": "stet", "schema:softwareVersion": __version__}
 _CANONICAL_UUID_IRI = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -51,19 +47,14 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 _STORED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
-#: File names that ``stet import DIR`` reads.
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonld")
-
-_COLUMNS = (
-    'a.{id}, a.revision, a.uuid, a.document, l.name, p.uuid, a.start, a."end", a.exact, '
-    "a.prefix, a.suffix, a.body, a.motivation, a.tags, a.creator, a.author, a.created, "
-    "a.modified, a.status, a.reason, d.sha256, d.ingested_at, t.sha256"
-)
-_KEYS = (
-    "id", "revision", "uuid", "document", "layer", "parent", "start", "end", "exact",
-    "prefix", "suffix", "body", "motivation", "tags", "creator", "author", "created",
-    "modified", "status", "reason", "source", "ingested_at", "text_sha256",
-)
+#: What an export reads of each annotation (or revision ``a``): its fields, the parent's uuid
+#: for ``reply_to`` (from ``annotations p``), and the document's and text's identity.
+_EXPORTED = {"layer": "l.name", "reply_to": "p.uuid", "source": "d.sha256",
+             "ingested_at": "d.ingested_at", "text_sha256": "t.sha256"}
+_KEYS = (*("parent" if f == "reply_to" else f for f in FIELDS), "source", "ingested_at",
+         "text_sha256")
+_COLUMNS = {history: select("a", (*FIELDS, "source", "ingested_at", "text_sha256"),
+                            revisions=history, replace=_EXPORTED) for history in (False, True)}
 
 
 def iri(uuid: str) -> str:
@@ -122,7 +113,7 @@ def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
     if not include_restricted:
         where.append(f"a.document NOT IN ({store.HIDDEN_DOCUMENTS})")
     sql = (
-        f"SELECT {_COLUMNS.format(id=ident)} FROM {table} a JOIN layers l ON l.id = a.layer "
+        f"SELECT {_COLUMNS[history]} FROM {table} a JOIN layers l ON l.id = a.layer "
         "JOIN documents d ON d.id = a.document JOIN texts t ON t.document = a.document "
         "LEFT JOIN annotations p ON p.id = a.reply_to"
         + (" WHERE " + " AND ".join(where) if where else "")
@@ -146,7 +137,7 @@ def left_out(conn, *, documents: list[int] | None = None, layer: str | None = No
 def to_w3c(row: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
     """One annotation (or, with ``history``, one revision) as a W3C Annotation."""
     motivation = row["motivation"]
-    if motivation not in W3C_MOTIVATIONS:
+    if motivation not in _W3C_MOTIVATIONS:
         motivation = f"stet:{motivation}"
     body = []
     if row["body"]:
@@ -249,104 +240,6 @@ def _brat(conn, out: TextIO, selected: Iterable[dict[str, Any]],
         if row["body"]:
             out.write(f"#{count}\tAnnotatorNotes T{count}\t{' '.join(row['body'].split())}\n")
     return count
-
-
-# -- reading files ----------------------------------------------------------------------
-
-
-def files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """The files to import: each FILE, and every .jsonl/.json/.jsonld under each DIR."""
-    found: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
-            if not inside:
-                raise InvalidInput(f"{path}: no {', '.join(SUFFIXES)} files to import")
-            found += inside
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise InvalidInput(f"{path}: no such file or directory")
-    return found
-
-
-def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(where, annotation)`` for each annotation in a W3C file, JSON Lines or JSON-LD.
-
-    ``where`` names the place for messages (``line 3``, ``item 3``).
-    """
-    with open(path, "rb") as stream:
-        number, head = 0, None
-        for number, first in enumerate(stream, 1):
-            if first.strip():
-                try:
-                    head = orjson.loads(first)
-                except orjson.JSONDecodeError:
-                    pass
-                break
-        if isinstance(head, dict) and not _is_container(head):  # JSON Lines
-            yield f"line {number}", head
-            for number, line in enumerate(stream, number + 1):
-                if line.strip():
-                    yield f"line {number}", _loads(line, f"line {number}")
-            return
-        stream.seek(0)
-        document = _loads(stream.read(), "")
-    yield from _items(document)
-
-
-def _loads(text: bytes, where: str) -> Any:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        problem = "not UTF-8 text" if "UTF-8" in str(exc) else f"not JSON ({exc})"
-        raise InvalidInput(f"{where + ': ' if where else ''}{problem}") from None
-    if where and not isinstance(value, dict):
-        raise InvalidInput(f"{where}: not a JSON object")
-    return value
-
-
-def _is_container(value: dict[str, Any]) -> bool:
-    kinds = value.get("type")
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    return "AnnotationCollection" in kinds or "AnnotationPage" in kinds
-
-
-def _items(document: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    if isinstance(document, list):
-        pages = [{"items": document}]
-    elif isinstance(document, dict) and _is_container(document):
-        kinds = document.get("type")
-        if "AnnotationPage" in (kinds if isinstance(kinds, list) else [kinds]):
-            pages = [document]
-        else:
-            pages = []
-            page = document.get("first")
-            while page is not None:
-                if not isinstance(page, dict):
-                    raise InvalidInput("the collection's pages must be embedded, not links")
-                pages.append(page)
-                page = page.get("next")
-    elif isinstance(document, dict):
-        pages = [{"items": [document]}]
-    else:
-        raise InvalidInput("not a W3C annotation, collection or page")
-    index = 0
-    for page in pages:
-        items = page.get("items", [])
-        if not isinstance(items, list):
-            raise InvalidInput("a page's items must be a list")
-        for item in items:
-            index += 1
-            if not isinstance(item, dict):
-                raise InvalidInput(f"item {index}: not a JSON object")
-            yield f"item {index}", item
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 # -- parsing one annotation -------------------------------------------------------------
@@ -515,137 +408,3 @@ def _time(value: Any, key: str) -> tuple[str, int]:
         return timeutil.iso(moment), timeutil.micros(moment)
     except InvalidInput as exc:  # not a time, or one out of range (year 0 or 10000 in UTC)
         raise InvalidInput(f"{key}: {exc}") from None
-
-
-# -- import -----------------------------------------------------------------------------
-
-
-def import_files(conn, chain, paths: Iterable[str | os.PathLike], *, by: str) -> list[dict[str, Any]]:
-    """Import W3C files into the archive, one event per file, inside the caller's
-    transaction (so a malformed file anywhere writes nothing); one result per file."""
-    from .annotations import Importer
-    from .errors import StetError
-
-    importer = Importer(conn, chain, by=by)
-    results = []
-    paused = gc.isenabled()
-    gc.disable()  # many short-lived dicts and no cycles: collection would cost a third
-    try:
-        with store.page_cache(conn, 256):  # random uuids spread over the index
-            for path in files(paths):
-                digest: list[str] = []
-                before = _last_revision_id(conn)
-                try:
-                    if cpus() > 1 and path.stat().st_size >= WORKER_BYTES:
-                        batches = parse_in_worker(path, importer.BATCH, digest)
-                        with contextlib.closing(batches):  # a refusal stops the worker at once
-                            counts = importer.run_batches(batches)
-                    else:
-                        counts = importer.run(read(path), parse)
-                except StetError as exc:
-                    raise InvalidInput(f"{path}: {exc}") from None
-                result = {"file": str(path), "sha256": digest[0] if digest else file_sha256(path),
-                          **counts}
-                chain.append(actor=by, action="import", subject=f"file:{path.name}",
-                             details={**result, "file": os.path.abspath(path),
-                                      "rows": importer.written_rows(before + 1)})
-                results.append(result)
-            importer.finish()
-    finally:
-        if paused:
-            gc.enable()
-    return results
-
-
-def _last_revision_id(conn) -> int:
-    return conn.execute("SELECT coalesce(max(id), 0) FROM annotation_revisions").fetchone()[0]
-
-
-#: Files at least this large are read and parsed in a worker process while this one writes.
-WORKER_BYTES = 8 << 20
-
-
-def cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """:func:`read` and :func:`parse` ``path`` in a worker process, yielding the same batches
-    (and raising the same :class:`InvalidInput` at the same place) as
-    ``parsed_batches(read(path), parse, size)``; appends the file's SHA-256 to ``digest`` at
-    the end. The worker (:func:`worker_main`, a fresh interpreter) only reads
-    the file and writes pickled batches to its standard output: it never opens the archive."""
-    import pickle
-    import subprocess
-    import sys
-    import tempfile
-
-    errors = tempfile.TemporaryFile()  # not a pipe: a chatty worker must never block on it
-    # Isolated (-I): neither the working directory nor $PYTHONPATH nor the user's site
-    # folder is on its path, so a stet.py or sitecustomize.py planted there never runs; it
-    # starts in the folder of the file it reads, with that path absolute.
-    worker = subprocess.Popen(
-        [sys.executable, "-I", "-c", "from stet.w3c import worker_main; worker_main()",
-         os.path.abspath(path), str(size)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-        cwd=os.path.dirname(os.path.abspath(path)),
-    )
-    try:
-        while True:
-            try:
-                kind, value = pickle.load(worker.stdout)
-            except EOFError:
-                worker.wait()
-                errors.seek(0)
-                problem = errors.read().decode(errors="replace").strip().splitlines()
-                raise StetError("the worker reading the file stopped unexpectedly"
-                                + (f": {problem[-1]}" if problem else "")) from None
-            if kind == "batch":
-                yield value
-            elif kind == "done":
-                digest.append(value)
-                return
-            elif kind == "invalid":
-                raise InvalidInput(value)
-            else:
-                raise StetError(f"the worker reading the file failed: {value}")
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.stdout.close()
-        worker.wait()
-        errors.close()
-
-
-def _worker(path: Path, size: int, out) -> None:
-    """The worker's side of :func:`parse_in_worker`."""
-    import pickle
-
-    from .annotations import parsed_batches
-
-    def send(kind: str, value: Any) -> None:
-        pickle.dump((kind, value), out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-
-    gc.disable()  # as in import_files
-    try:
-        for batch in parsed_batches(read(path), parse, size):
-            send("batch", batch)
-        send("done", file_sha256(path))
-    except InvalidInput as exc:
-        send("invalid", str(exc))
-    except Exception as exc:  # noqa: BLE001 - reported to the importer, which stops
-        send("failed", f"{type(exc).__name__}: {exc}")
-
-
-def worker_main() -> None:
-    """The worker process of :func:`parse_in_worker`: ``FILE SIZE`` in ``sys.argv``."""
-    import sys
-
-    try:
-        _worker(Path(sys.argv[1]), int(sys.argv[2]), sys.stdout.buffer)
-    except BrokenPipeError:  # the importer stopped reading: it found a problem itself
-        os._exit(1)
