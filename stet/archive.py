@@ -3,6 +3,12 @@
 The CLI and the Datasette plugin both go through this facade; each concern lives in its
 own module (``ingest``, ``verify``, ``provenance``, ...) and the facade only wires them up.
 
+Listings (:meth:`Archive.documents`, :meth:`Archive.annotations`, :meth:`Archive.history`,
+:meth:`Archive.log`) are iterators that read from the cursor as they are consumed: keep the
+archive open until they are. Long operations take ``progress``: a callable given the total
+(units per method) that returns a context manager yielding ``advance(n)``, called per file or
+per step, never per row (:meth:`Archive.ingest` gives files and bytes).
+
 Example::
 
     from stet import Archive
@@ -24,8 +30,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from . import annotations as annotations_module
 from . import ingest as ingest_module
-from . import state, store
-from . import w3c
+from . import state, store, timeutil
+from .annotations import files as annotation_files
+from .annotations import w3c
 from .errors import Ambiguous, InvalidInput, NotFound
 from .extract import time_budget
 from .hashing import CHUNK_SIZE
@@ -167,9 +174,29 @@ class Archive:
             raise Ambiguous(f"SHA-256 prefix {prefix} matches more than one document: give more digits")
         return rows[0][0]
 
-    def documents(self) -> list[dict[str, Any]]:
-        sql = f"SELECT {_SELECT_DOCUMENT}, t.length, t.extractor {_FROM_DOCUMENT} ORDER BY d.id"
-        return [self._document_dict(row) for row in self.conn.execute(sql)]
+    def documents(self, *, source: str | None = None, restricted: bool | None = None,
+                  since: str | None = None) -> Iterator[dict[str, Any]]:
+        """The documents in id order, as an iterator (the archive must stay open while it is
+        read). ``source``: only those whose current source contains this text (case and every
+        code point as given); ``restricted=True``: only those the public may not see
+        (restricted, or an attachment of a restricted document: :data:`stet.store.HIDDEN_DOCUMENTS`),
+        ``False``: only the others; ``since``: only those ingested at or after this ISO 8601
+        instant."""
+        where, params = [], []
+        if source is not None:
+            where.append("instr(s.source, ?) > 0")
+            params.append(source)
+        if restricted is not None:
+            where.append(f"d.id {'' if restricted else 'NOT '}IN ({store.HIDDEN_DOCUMENTS})")
+        if since is not None:
+            # Both in the one stored form (UTC, fixed width, microseconds, Z): comparing the
+            # strings compares the instants.
+            where.append("d.ingested_at >= ?")
+            params.append(timeutil.iso(timeutil.parse(since)))
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = (f"SELECT {_SELECT_DOCUMENT}, t.length, t.extractor {_FROM_DOCUMENT}{condition} "
+               "ORDER BY d.id")
+        return map(self._document_dict, self.conn.execute(sql, params))
 
     def document(self, ref: str | int) -> dict[str, Any]:
         """One document's record, with its text's hash, length, extractor and warning."""
@@ -281,13 +308,31 @@ class Archive:
     def annotation(self, annotation: int) -> dict[str, Any]:
         return annotations_module.get(self.conn, annotation)
 
-    def annotations(self, document: str | int | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Current annotations, or as they were ``at=`` an instant; see annotations.query."""
+    def annotations(self, document: str | int | None = None, *,
+                    overlapping: tuple[int, int] | str | None = None, tags: Iterable[str] = (),
+                    since: str | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Current annotations, or as they were ``at=`` an instant (see
+        :func:`stet.annotations.query` for ``layer``, ``author``, ``at``, ``include_retracted``),
+        as an iterator. ``overlapping``: ``(n, m)`` or the text ``"N:M"``, spans with
+        ``start < m and n < end``; ``tags``: only annotations that carry every one of them;
+        ``since``: only those whose revision shown was made at or after this ISO 8601 instant."""
         doc_id = self.resolve(document) if document is not None else None
-        return annotations_module.query(self.conn, document=doc_id, **filters)
+        if isinstance(overlapping, str):
+            overlapping = annotations_module.parse_overlap(overlapping)
+        floor = timeutil.iso(timeutil.parse(since)) if since is not None else None
+        records = annotations_module.query(self.conn, document=doc_id, overlapping=overlapping,
+                                           **filters)
+        wanted = set(tags)
+        if not wanted and floor is None:
+            return iter(records)
+        # The stored times are all in one fixed-width UTC form: comparing them as strings
+        # compares the instants.
+        return (r for r in records
+                if wanted.issubset(r["tags"]) and (floor is None or r["modified"] >= floor))
 
-    def history(self, annotation: int) -> list[dict[str, Any]]:
-        return annotations_module.history(self.conn, annotation)
+    def history(self, annotation: int) -> Iterator[dict[str, Any]]:
+        """Every revision of an annotation, oldest first, as an iterator."""
+        return iter(annotations_module.history(self.conn, annotation))
 
     def export(self, out, documents: Iterable[str | int] = (), *, fmt: str = "w3c",
                layer: str | None = None, history: bool = False,
@@ -314,22 +359,26 @@ class Archive:
                            history=history, include_restricted=include_restricted)
         return {"annotations": count, "left_out": left_out}
 
-    def import_(self, paths: Iterable[str | os.PathLike], *,
-                by: str | None = None) -> list[dict[str, Any]]:
-        """Import W3C annotation files and folders; all or nothing, one event per file."""
-        with self.write() as chain:
-            return w3c.import_files(self.conn, chain, paths, by=by or default_user())
+    def import_(self, paths: Iterable[str | os.PathLike], *, by: str | None = None,
+                progress: Callable | None = None) -> list[dict[str, Any]]:
+        """Import W3C annotation files and folders; all or nothing, one event per file.
+        ``progress`` is given the number of bytes to read and advanced by each file's size."""
+        files = annotation_files.files(paths)
+        sizes = {str(path): path.stat().st_size for path in files} if progress else {}
+        counting = (progress(sum(sizes.values())) if progress
+                    else contextlib.nullcontext(lambda n: None))
+        with counting as advance, self.write() as chain:
+            return annotations_module.import_files(
+                self.conn, chain, files, by=by or default_user(),
+                progress=(lambda path: advance(sizes[str(path)])) if progress else None)
 
     # -- provenance -----------------------------------------------------------------------
 
-    def log(self, document: str | int | None = None) -> list[dict[str, Any]]:
-        """The event chain, oldest first (only a document's events, if given)."""
+    def log(self, document: str | int | None = None) -> Iterator[dict[str, Any]]:
+        """The event chain, oldest first (only a document's events, if given), as an iterator
+        read from the cursor."""
         doc_id = self.resolve(document) if document is not None else None
-        events = []
-        for event in iter_events(self.conn, document=doc_id):
-            event["details"] = json.loads(event["details"])
-            events.append(event)
-        return events
+        return map(_parsed_details, iter_events(self.conn, document=doc_id))
 
     def counts(self) -> dict[str, int]:
         """How many documents, events and annotation revisions the archive holds."""
@@ -338,10 +387,12 @@ class Archive:
             for table in ("documents", "events", "annotation_revisions")
         }
 
-    def verify(self, *, expect_head: tuple[int, str] | None = None) -> list[str]:
+    def verify(self, *, expect_head: tuple[int, str] | None = None,
+               progress: Callable | None = None) -> list[str]:
         """Every problem found (an empty list when the archive is sound); ``expect_head``:
-        ``(length, hash)`` from an earlier ``stet log --head`` (see :func:`stet.verify.verify`)."""
-        return verify_archive(self.conn, expect_head=expect_head)
+        ``(length, hash)`` from an earlier ``stet log --head`` (see :func:`stet.verify.verify`).
+        ``progress`` counts the checks and the documents, each advanced once."""
+        return verify_archive(self.conn, expect_head=expect_head, progress=progress)
 
     def prov(self, document: str | int, *, include_restricted: bool = False) -> str:
         """The document's lineage as W3C PROV-JSON (see :mod:`stet.lineage`); a restricted
@@ -350,15 +401,49 @@ class Archive:
 
         return prov_json(self, document, include_restricted=include_restricted)
 
+    # -- publication (stet.publish, stet.serve) -------------------------------------------
+
+    def publish(self, out: str | os.PathLike, *, by: str | None = None, force: bool = False,
+                progress: Callable | None = None) -> dict[str, Any]:
+        """Write the public snapshot of this archive to ``out`` and record a ``publish`` event;
+        return the summary (see :func:`stet.publish.publish`). ``progress`` counts the
+        snapshot's build steps."""
+        from .publish import publish
+
+        return publish(self.path, out, by=by or default_user(), force=force, progress=progress)
+
+    def serve(self, *, host: str = "127.0.0.1", port: int = 8001,
+              metadata: str | os.PathLike | None = None,
+              announce: Callable[[str], Any] = print) -> None:
+        """Serve the public snapshot with Datasette until interrupted (see :mod:`stet.serve`)."""
+        from .serve import run
+
+        run(self.path, host=host, port=port, metadata=metadata, announce=announce)
+
+    def datasette(self, *, metadata: str | os.PathLike | None = None,
+                  settings: dict[str, Any] | None = None):
+        """A Datasette serving the public snapshot (built or reused), and the snapshot's path:
+        what ``serve`` runs, for tests and embedding."""
+        from .serve import prepare
+
+        return prepare(self.path, metadata=metadata, settings=settings)
+
     # -- bags -----------------------------------------------------------------------------
 
     def bag_export(self, directory: str | os.PathLike, documents: Iterable[str | int] = (), *,
                    organization: str | None = None, identifier: str | None = None,
-                   include_restricted: bool = False) -> dict[str, Any]:
+                   include_restricted: bool = False,
+                   progress: Callable | None = None) -> dict[str, Any]:
         """Write documents (all by default) as a BagIt bag; a read: no event (see :mod:`stet.bags`).
         Hidden documents (restricted, or an attachment of one) are left out, and counted in
-        the summary's ``left_out``, unless ``include_restricted``; naming one is an error."""
+        the summary's ``left_out``, unless ``include_restricted``; naming one is an error.
+        ``progress`` counts payload bytes twice (written, then checksummed)."""
         from .bags import export
 
         return export(self, directory, documents, organization=organization, identifier=identifier,
-                      include_restricted=include_restricted)
+                      include_restricted=include_restricted, progress=progress)
+
+
+def _parsed_details(event: dict[str, Any]) -> dict[str, Any]:
+    event["details"] = json.loads(event["details"])
+    return event

@@ -47,7 +47,7 @@ def test_four_annotators_at_once_lose_nothing(tmp_path):
 
     with Archive(db_path) as archive:
         assert archive.verify() == []  # includes the whole chain, linked event by event
-        current = archive.annotations()
+        current = list(archive.annotations())
         assert len(current) == WORKERS * EACH
         for name in names:
             mine = sorted((a for a in current if a["creator"] == name), key=lambda a: a["start"])
@@ -55,7 +55,7 @@ def test_four_annotators_at_once_lose_nothing(tmp_path):
                 f"{name} {n}" + (" revised" if n % 3 == 0 else "") for n in range(EACH)]
         revisions = WORKERS * (EACH + len(range(0, EACH, 3)))
         assert archive.counts()["annotation revisions"] == revisions
-        events = archive.log()
+        events = list(archive.log())
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         actions = [e["action"] for e in events]
         assert actions.count("annotate") == WORKERS * EACH

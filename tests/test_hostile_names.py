@@ -6,7 +6,9 @@ name; the document text itself is never touched."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import html
+import io
 import json
 import re
 from urllib.parse import unquote
@@ -63,11 +65,17 @@ def test_ingest_and_documents_show_names_escaped(hostile, run):
     assert out.rstrip("\n").endswith(SHOWN)
     listing = run("documents")
     assert listing.exit_code == 0
-    assert len(listing.stdout.splitlines()) == 1
-    _no_raw(listing.stdout.rstrip("\n"))
+    assert len(listing.stdout.splitlines()) == 3  # header, rule, the one row: none forged
+    for line in listing.stdout.splitlines():
+        _no_raw(line)
     assert listing.stdout.rstrip("\n").endswith(SHOWN)
-    # --json stays exact
+    # --json, --nl, --csv and --tsv stay exact
     assert json.loads(run("documents", "--json").stdout)[0]["title"] == NAME
+    assert json.loads(run("documents", "--nl").stdout)["title"] == NAME
+    for flag, dialect in (("--csv", "excel"), ("--tsv", "excel-tab")):
+        rows = list(csv.DictReader(io.StringIO(run("documents", flag).stdout, newline=""),
+                                   dialect=dialect))
+        assert [row["title"] for row in rows] == [NAME]
 
 
 def test_show_and_log_show_names_escaped(hostile, run):
@@ -80,23 +88,25 @@ def test_show_and_log_show_names_escaped(hostile, run):
     log = run("log")
     assert log.exit_code == 0
     lines = log.stdout.splitlines()
-    assert len(lines) == len(json.loads(run("log", "--json").stdout))
+    assert len(lines) == 2 + len(json.loads(run("log", "--json").stdout))  # header, rule, rows
     for line in lines:
         _no_raw(line)
-    assert "ana\\x1b[2J" in lines[0] and "reza\\r\\x1b[K" in log.stdout
+    assert "ana\\x1b[2J" in lines[2] and "reza\\r\\x1b[K" in log.stdout
 
 
 def test_annotation_lines_show_names_escaped(hostile, run):
     for argv in (["annotations"], ["annotations", "1"], ["history", "1"]):
         result = run(*argv)
         assert result.exit_code == 0, result.output
-        assert len(result.stdout.splitlines()) == 1, result.stdout
-        _no_raw(result.stdout.rstrip("\n"))
-        line = result.stdout
+        assert len(result.stdout.splitlines()) == 3, result.stdout  # header, rule, one row
+        for line in result.stdout.splitlines():
+            _no_raw(line)
+        line = result.stdout.splitlines()[2]
         assert "claims\\u202eevil" in line and "reza\\r\\x1b[K" in line
-        assert line.rstrip("\n").endswith("line one\\nline two\\u202e")
+        assert line.endswith("line one\\nline two\\u202e")
     layers = run("layer", "list")
-    _no_raw(layers.stdout.rstrip("\n"))
+    for line in layers.stdout.splitlines():
+        _no_raw(line)
     assert "claims\\u202eevil" in layers.stdout
     record = json.loads(run("annotations", "--json").stdout)[0]
     assert (record["layer"], record["body"], record["author"]) == \

@@ -33,7 +33,7 @@ def source(tmp_path, run):
                          quote="Quillon Abernathy-Voss")
         archive.annotate(sec["id"], layer="claims", body="restricted claim", by="ana",
                          quote="officers")
-        head = archive.log()[-1]
+        head = list(archive.log())[-1]
     return {"db": db, "public": pub, "secret": sec, "head": head, "tmp": tmp_path}
 
 
@@ -127,7 +127,7 @@ def test_publish_library_returns_a_summary(source):
     assert summary["published"]["documents"] == 1
     assert summary["head"]["events"] == 5
     with Archive(source["db"]) as archive:
-        assert archive.log()[-1]["action"] != "publish"
+        assert list(archive.log())[-1]["action"] != "publish"
 
 
 def test_serve_cache_in_a_read_only_folder(tmp_path):

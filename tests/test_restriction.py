@@ -127,7 +127,7 @@ def test_edit_keeps_every_value_on_record(folders, tmp_path, run):
         ("Statement of 13 August", "https://example.org/press")]
     conn.close()
     with Archive(tmp_path / "archive.db") as archive:
-        assert archive.documents()[0]["title"] == "Statement of 13 August"
+        assert next(archive.documents())["title"] == "Statement of 13 August"
         assert archive.verify() == []
 
 

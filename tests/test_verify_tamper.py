@@ -314,7 +314,7 @@ def test_expect_head_catches_a_truncated_tail(built):
 def test_expect_head_catches_a_rechained_tail(built):
     with Archive(built) as archive:
         head = archive.head()
-        last = archive.log()[-1]
+        last = list(archive.log())[-1]
     tamper(built, ("DELETE FROM events WHERE seq = ?", (head["length"],)))
     with Archive(built) as archive, archive.write() as chain:  # the same event, another time
         chain.append(**{k: last[k] for k in ("actor", "action", "subject", "document", "details")})

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import cli, db_option, echo_json, errors, json_option, open_archive
+from .common import cli, db_option, echo_json, errors, json_option, open_archive, progress, silent_option
 
 
 @cli.group()
@@ -30,9 +30,11 @@ def bag() -> None:
 @click.option("--include-restricted", is_flag=True,
               help="Include restricted documents (and their attachments).")
 @json_option
+@silent_option
 @db_option
 @errors
-def bag_export(directory, docs, organization, identifier, include_restricted, as_json, db_path):
+def bag_export(directory, docs, organization, identifier, include_restricted, as_json, silent,
+               db_path):
     """Write documents as a BagIt bag in DIRECTORY (new, or an empty folder).
 
     The payload is the raw bytes of each document (all of them, or each DOC and its
@@ -46,7 +48,7 @@ def bag_export(directory, docs, organization, identifier, include_restricted, as
     warning on stderr saying how many, unless --include-restricted is given; naming a
     restricted DOC without it is an error. `stet ingest` of the bag in another archive
     keeps restriction, title, source, message/attachment links and the original
-    provenance.
+    provenance. A progress bar on a terminal (-s: none).
 
     \b
     Example:
@@ -56,7 +58,8 @@ def bag_export(directory, docs, organization, identifier, include_restricted, as
     """
     summary = open_archive(db_path, readonly=True).bag_export(
         directory, docs, organization=organization, identifier=identifier,
-        include_restricted=include_restricted)
+        include_restricted=include_restricted,
+        progress=progress(silent=silent, label="Bagging"))
     if as_json:
         echo_json(summary)
     else:

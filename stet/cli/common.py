@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -118,11 +119,31 @@ def echo_lines(lines: Iterable[str], *, err: bool = False, chunk: int = 1000) ->
         click.echo("\n".join(batch), err=err)
 
 
+def on_terminal() -> bool:
+    """Whether stdout is a terminal: a person watching, who gets progress bars."""
+    return sys.stdout.isatty()
+
+
 def progressbar(items, *, silent: bool, label: str, **kwargs):
     """A progress bar on a terminal; nothing when silent or when stdout is not a terminal."""
-    if silent or not sys.stdout.isatty():
+    if silent or not on_terminal():
         return _Quiet(items)
     return click.progressbar(items, label=label, file=sys.stderr, **kwargs)
+
+
+def progress(*, silent: bool, label: str):
+    """The ``progress`` callback the library's long operations take (``verify``, ``publish``,
+    ``import_``, ``bag_export``): given the total, a bar on stderr yielding ``advance(n)``.
+    None (no counting at all) when silent or when stdout is not a terminal."""
+    if silent or not on_terminal():
+        return None
+
+    @contextlib.contextmanager
+    def bar(total: int):
+        with progressbar(None, silent=False, label=label, length=max(total, 1)) as shown:
+            yield shown.update
+
+    return bar
 
 
 class _Quiet:

@@ -11,7 +11,8 @@ import click
 
 from ..display import shown
 from .common import (by_option, cli, db_option, echo_json, echo_json_lines, echo_lines, errors,
-                     json_option, open_archive, progressbar, silent_option, user)
+                     json_option, open_archive, progress, progressbar, silent_option, user)
+from .output import output_options, write
 
 
 @cli.command()
@@ -88,24 +89,36 @@ def _progress(files, nbytes, silent):
 
 
 @cli.command()
-@json_option
+@click.option("--source", metavar="TEXT",
+              help="Only documents whose current source contains TEXT (exact characters).")
+@click.option("--restricted/--public", "restricted", default=None,
+              help="Only documents withheld from the public (restricted, or an attachment of "
+                   "a restricted message) / only the others.")
+@click.option("--since", metavar="TIME", help="Only documents ingested at or after this ISO 8601 instant.")
+@output_options
 @db_option
 @errors
-def documents(as_json, db_path):
-    """List the documents.
+def documents(source, restricted, since, fmt, db_path):
+    """List the documents, in id order.
+
+    A table for people (id, SHA-256 prefix, media type, size, whether withheld, title),
+    or every field with --json, --nl, --csv or --tsv. --source matches a part of the
+    current source, as given (case included); --restricted lists what `stet publish`
+    leaves out, --public what it includes.
 
     \b
     Example:
-        stet documents --json
+        stet documents --source example.org --since 2026-11-01
+        stet documents --restricted --csv > withheld.csv
     """
-    docs = open_archive(db_path, readonly=True).documents()
-    if as_json:
-        echo_json(docs)
-        return
-    for d in docs:
-        flags = " restricted" if d["restricted"] else ""
-        click.echo(f"{d['id']:>6}  {d['sha256'][:12]}  {shown(d['media_type']):<24} "
-                   f"{d['size']:>10}  {shown(d['title'])}{flags}")
+    archive = open_archive(db_path, readonly=True)
+    write(archive.documents(source=source, restricted=restricted, since=since), fmt,
+          table=_document_row)
+
+
+def _document_row(d: dict) -> dict:
+    return {"id": d["id"], "sha256": d["sha256"][:12], "media_type": d["media_type"],
+            "size": d["size"], "restricted": d["restricted"], "title": d["title"]}
 
 
 @cli.command()
@@ -171,38 +184,42 @@ def text(doc, db_path):
 @click.option("--head", "head_only", is_flag=True,
               help="Only the chain's length and head hash, as LENGTH:HASH (the form "
                    "verify --expect-head takes): keep it elsewhere.")
-@json_option
+@output_options
 @db_option
 @errors
-def log(doc, head_only, as_json, db_path):
+def log(doc, head_only, fmt, db_path):
     """The event chain, oldest first (only DOC's events, if given).
 
+    A table for people (seq, time, actor, action, subject, hash prefix), or every
+    field (details as JSON) with --json, --nl, --csv or --tsv.
+
     --head prints the chain's length and head hash instead ({"length": N,
-    "head": "HEX"} with --json). Kept outside the archive, it lets
+    "head": "HEX"} with --json or --nl). Kept outside the archive, it lets
     `stet verify --expect-head N:HEX` detect what no local check can: a chain
     cut short, or deleted and chained again.
 
     \b
     Example:
-        stet log --json
+        stet log --nl
         stet log --head --json > head.json
     """
     if head_only:
         if doc is not None:
             raise click.UsageError("--head is the head of the whole chain: give no DOC")
         head = open_archive(db_path, readonly=True).head()
-        if as_json:
+        if fmt == "table":
+            click.echo(f"{head['length']}:{head['head']}")
+        elif fmt == "json":  # one object, not an array: what verify --expect-head is kept from
             click.echo(json.dumps(head))
         else:
-            click.echo(f"{head['length']}:{head['head']}")
+            write([head], fmt)
         return
-    events = open_archive(db_path, readonly=True).log(doc)
-    if as_json:
-        echo_json(events)
-        return
-    for e in events:
-        click.echo(f"{e['seq']:>6}  {e['time']}  {shown(e['actor']):<12} "
-                   f"{shown(e['action']):<18} {shown(e['subject']) or '-':<16} {e['hash'][:12]}")
+    write(open_archive(db_path, readonly=True).log(doc), fmt, table=_event_row)
+
+
+def _event_row(e: dict) -> dict:
+    return {"seq": e["seq"], "time": e["time"], "actor": e["actor"], "action": e["action"],
+            "subject": e["subject"], "hash": e["hash"][:12]}
 
 
 def _expect_head(ctx, param, value):
@@ -224,15 +241,17 @@ def _expect_head(ctx, param, value):
               help="Fail unless the chain holds this head hash at this length "
                    "(from an earlier `stet log --head`).")
 @json_option
+@silent_option
 @db_option
 @errors
-def verify(expect_head, as_json, db_path):
+def verify(expect_head, as_json, silent, db_path):
     """Check fixity of every blob and text, the whole event chain and every span.
 
     Prints each problem, naming the document, annotation or event; exit code 1 if
     any is found. Runs on a damaged schema too, and reports the damage.
     --expect-head N:HEX, a head kept elsewhere, also catches a chain cut short
-    or rewritten from that point.
+    or rewritten from that point. A progress bar on a terminal counts the checks
+    and the documents (-s: none).
 
     \b
     Example:
@@ -242,7 +261,8 @@ def verify(expect_head, as_json, db_path):
     # check=False: a schema that no longer matches its migrations is a problem to report,
     # not a reason to refuse to look.
     archive = open_archive(db_path, readonly=True, check=False)
-    problems = archive.verify(expect_head=expect_head)
+    problems = archive.verify(expect_head=expect_head,
+                              progress=progress(silent=silent, label="Verifying"))
     counts = archive.counts()
     if as_json:
         echo_json({"ok": not problems, "problems": problems, "checked": counts})

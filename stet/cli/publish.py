@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import by_option, cli, db_option, echo_json, errors, json_option, open_archive, user
+from .common import (by_option, cli, db_option, echo_json, errors, json_option, open_archive,
+                     progress, silent_option, user)
 
 
 @cli.command()
@@ -29,10 +30,8 @@ def serve(host, port, metadata, db_path):
         stet serve --db archive.db --port 8001
         stet serve --metadata my-metadata.yml
     """
-    from ..serve import run
-
-    open_archive(db_path, readonly=True).close()
-    run(db_path, host=host, port=port, metadata=metadata,
+    open_archive(db_path, readonly=True).serve(
+        host=host, port=port, metadata=metadata,
         announce=lambda message: click.echo(message, err=True))
 
 
@@ -41,9 +40,10 @@ def serve(host, port, metadata, db_path):
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @by_option
 @json_option
+@silent_option
 @db_option
 @errors
-def publish(out, force, by, as_json, db_path):
+def publish(out, force, by, as_json, silent, db_path):
     """Write a public snapshot of the archive to OUT: nothing restricted in it.
 
     Leaves out restricted documents (and their attachments), their raw bytes,
@@ -54,17 +54,16 @@ def publish(out, force, by, as_json, db_path):
     stops the publication. Paths are published relative to the folder ingested.
     Prints the archive's chain head (N:HEX) to keep elsewhere, for
     `stet verify --expect-head`.
-    Serve it with Datasette in immutable mode.
+    Serve it with Datasette in immutable mode. A progress bar on a terminal
+    counts the build's steps (-s: none).
 
     \b
     Example:
         stet publish site/archive.db
         datasette serve -i site/archive.db --metadata metadata.yml
     """
-    from ..publish import publish as publish_snapshot
-
-    open_archive(db_path).close()
-    summary = publish_snapshot(db_path, out, by=user(by), force=force)
+    summary = open_archive(db_path).publish(out, by=user(by), force=force,
+                                            progress=progress(silent=silent, label="Publishing"))
     if as_json:
         echo_json(summary)
         return
