@@ -1,9 +1,7 @@
 """stet: a provenance-tracking document archive with versioned annotations."""
 
-#: The one place the version is written (pyproject.toml reads it from here).
-__version__ = "0.1.0"
-
-from .errors import StetError  # noqa: E402
-from .archive import Archive  # noqa: E402
+from ._version import __version__
+from .errors import StetError
+from .archive import Archive
 
 __all__ = ["Archive", "StetError", "__version__"]

@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: the facade is one method per operation the CLI and the plugin
+# need, each a few lines that resolve references and call the module that does the work.
 """The library's front door: ``Archive("archive.db")``.
 
 The CLI and the Datasette plugin both go through this facade; each concern lives in its
@@ -33,7 +35,7 @@ from . import ingest as ingest_module
 from . import state, store, timeutil
 from .annotations import files as annotation_files
 from .annotations import w3c
-from .errors import Ambiguous, InvalidInput, NotFound
+from .errors import Ambiguous, InvalidInput, NotFound, arg
 from .extract import time_budget
 from .hashing import CHUNK_SIZE
 from .provenance import Chain, iter_events
@@ -55,10 +57,8 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 
 def default_user() -> str:
-    """``$STET_USER``, else the login name."""
-    user = os.environ.get("STET_USER")
-    if user:
-        return user
+    """Who acts when no ``by`` is given: the login name (the command line reads
+    ``$STET_USER`` for its ``--by``)."""
     try:
         return getpass.getuser()
     except Exception:  # no login name (a container without a passwd entry)
@@ -75,7 +75,8 @@ class Archive:
         self.path = Path(path)
         if (readonly or not create) and not self.path.exists():
             raise NotFound(f"no archive at {self.path}")
-        self.db = store.connect(str(self.path), create=True, readonly=readonly, check=check)
+        self.db = store.connect(str(self.path), mode="read" if readonly else "write",
+                                check=check)
         self.conn = self.db.conn
 
     def head(self) -> dict[str, Any]:
@@ -122,11 +123,13 @@ class Archive:
         supersedes: str | int | None = None,
         progress: Callable | None = None,
         extract_timeout: float | None = None,
+        workers: int | None = None,
     ) -> list[dict[str, Any]]:
         """Ingest files and folders; one result dict per file (see ``stet ingest --json``).
         ``extract_timeout``: seconds one file's text extraction may take (default
         :data:`stet.extract.TIMEOUT`); past it the file is kept with an empty text and a
-        warning."""
+        warning. ``workers``: that many worker processes (0: none), else as many as pay
+        (see :func:`stet.ingest.ingest`)."""
         options = ingest_module.Options(
             by=by or default_user(),
             source=source,
@@ -136,7 +139,7 @@ class Archive:
         )
         with time_budget(extract_timeout):  # the worker processes forked inside inherit it
             return ingest_module.ingest(self.conn, [os.fspath(p) for p in paths], options,
-                                        progress=progress)
+                                        progress=progress, workers=workers)
 
     def resolve(self, ref: str | int) -> int:
         """A document id from an id or a SHA-256 prefix of 8+ hex digits (``sha256:`` optional)."""
@@ -277,18 +280,43 @@ class Archive:
     def layers(self) -> list[dict[str, Any]]:
         return annotations_module.layers(self.conn)
 
-    def annotate(self, document: str | int, *, layer: str, body: str = "", by: str | None = None,
-                 start: int | None = None, end: int | None = None, quote: str | None = None,
-                 prefix: str | None = None, suffix: str | None = None,
-                 motivation: str | None = None, tags: Iterable[str] = (),
-                 reply_to: int | None = None) -> dict[str, Any]:
-        """A new annotation on a span (offsets, or a quote) of a document's text."""
+    def annotate(self, document: str | int | None, *, layer: str | None, body: str = "",
+                 by: str | None = None, start: int | None = None, end: int | None = None,
+                 quote: str | None = None, prefix: str | None = None,
+                 suffix: str | None = None, motivation: str | None = None,
+                 tags: Iterable[str] = (), reply_to: int | None = None,
+                 warn: Callable[[str], Any] | None = None) -> dict[str, Any]:
+        """A new annotation on a span (offsets, or a quote) of a document's text. A reply
+        (``reply_to``) may leave out ``document`` and ``layer``: its parent's. ``warn`` is
+        called, once the annotation is written, with each warning (a new layer, the same
+        span already marked in the layer: see :func:`stet.annotations.annotate`)."""
         span = annotations_module.Span(start, end, quote, prefix, suffix)
+        notes: list[str] = []
         with self.write() as chain:
-            return annotations_module.annotate(
-                self.conn, chain, self.resolve(document), layer=layer, body=body,
-                by=by or default_user(), span=span, motivation=motivation, tags=tags,
-                reply_to=reply_to)
+            record = annotations_module.annotate(
+                self.conn, chain, self.resolve(document) if document is not None else None,
+                layer=layer, body=body, by=by or default_user(), span=span,
+                motivation=motivation, tags=tags, reply_to=reply_to, warn=notes.append)
+        if warn is not None:
+            for note in notes:
+                warn(note)
+        return record
+
+    def rename_layer(self, old: str, new: str, *, reason: str | None = None,
+                     by: str | None = None) -> dict[str, Any]:
+        """Rename a layer: an event; its history stays (see
+        :func:`stet.annotations.rename_layer`)."""
+        with self.write() as chain:
+            return annotations_module.rename_layer(self.conn, chain, old, new,
+                                                   by=by or default_user(), reason=reason)
+
+    def merge_layers(self, source: str, into: str, *, reason: str | None = None,
+                     by: str | None = None) -> dict[str, Any]:
+        """Move every annotation of layer ``source`` into layer ``into``: an event (see
+        :func:`stet.annotations.merge_layers`)."""
+        with self.write() as chain:
+            return annotations_module.merge_layers(self.conn, chain, source, into,
+                                                   by=by or default_user(), reason=reason)
 
     def revise(self, annotation: int, *, by: str | None = None, body: str | None = None,
                start: int | None = None, end: int | None = None, quote: str | None = None,
@@ -353,16 +381,19 @@ class Archive:
                 for doc_id in doc_ids:
                     if doc_id in hidden:
                         raise InvalidInput(f"document {doc_id} is restricted: give "
-                                           "--include-restricted to export it")
+                                           f"{arg('include_restricted')} to export it")
             left_out = w3c.left_out(self.conn, documents=doc_ids, layer=layer, history=history)
         count = w3c.export(self.conn, out, fmt=fmt, documents=doc_ids, layer=layer,
                            history=history, include_restricted=include_restricted)
         return {"annotations": count, "left_out": left_out}
 
     def import_(self, paths: Iterable[str | os.PathLike], *, by: str | None = None,
-                progress: Callable | None = None) -> list[dict[str, Any]]:
+                progress: Callable | None = None,
+                skip_missing: bool = False) -> list[dict[str, Any]]:
         """Import W3C annotation files and folders; all or nothing, one event per file.
-        ``progress`` is given the number of bytes to read and advanced by each file's size."""
+        ``progress`` is given the number of bytes to read and advanced by each file's size.
+        Annotations on documents this archive does not hold refuse the import (saying how
+        many), unless ``skip_missing``: then they are left out and counted (``missing``)."""
         files = annotation_files.files(paths)
         sizes = {str(path): path.stat().st_size for path in files} if progress else {}
         counting = (progress(sum(sizes.values())) if progress
@@ -370,7 +401,8 @@ class Archive:
         with counting as advance, self.write() as chain:
             return annotations_module.import_files(
                 self.conn, chain, files, by=by or default_user(),
-                progress=(lambda path: advance(sizes[str(path)])) if progress else None)
+                progress=(lambda path: advance(sizes[str(path)])) if progress else None,
+                skip_missing=skip_missing)
 
     # -- provenance -----------------------------------------------------------------------
 
@@ -399,7 +431,9 @@ class Archive:
         document only with ``include_restricted``."""
         from .lineage import prov_json
 
-        return prov_json(self, document, include_restricted=include_restricted)
+        doc_id = self.resolve(document)
+        return prov_json(self.conn, doc_id, document=self.document, events=self.log(doc_id),
+                         include_restricted=include_restricted)
 
     # -- publication (stet.publish, stet.serve) -------------------------------------------
 
@@ -413,12 +447,14 @@ class Archive:
         return publish(self.path, out, by=by or default_user(), force=force, progress=progress)
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 8001,
-              metadata: str | os.PathLike | None = None,
+              metadata: str | os.PathLike | None = None, cache_mb: float = 128,
               announce: Callable[[str], Any] = print) -> None:
-        """Serve the public snapshot with Datasette until interrupted (see :mod:`stet.serve`)."""
+        """Serve the public snapshot with Datasette until interrupted, keeping up to
+        ``cache_mb`` megabytes of answers in memory (0: none; see :mod:`stet.serve`)."""
         from .serve import run
 
-        run(self.path, host=host, port=port, metadata=metadata, announce=announce)
+        run(self.path, host=host, port=port, metadata=metadata, cache_mb=cache_mb,
+            announce=announce)
 
     def datasette(self, *, metadata: str | os.PathLike | None = None,
                   settings: dict[str, Any] | None = None):

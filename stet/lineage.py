@@ -29,13 +29,13 @@ its bytes are left out, and so is a hidden document it supersedes.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 from prov.model import ProvDocument
 
 from . import store
-from .errors import InvalidInput
+from .errors import InvalidInput, arg
 
 NAMESPACES = {
     "stet": "urn:stet:",
@@ -53,15 +53,16 @@ def _hidden(conn, doc_id: int) -> bool:
                         (doc_id,)).fetchone() is not None
 
 
-def lineage(archive, ref: str | int, *, include_restricted: bool = False) -> ProvDocument:
+def lineage(conn, doc_id: int, *, document: Callable[[int], dict[str, Any]],
+            events: Iterable[dict[str, Any]], include_restricted: bool = False) -> ProvDocument:
     """The PROV document of one document's lineage (see the module's docstring for what
-    ``include_restricted=False`` leaves out)."""
-    conn = archive.conn
-    doc_id = archive.resolve(ref)
+    ``include_restricted=False`` leaves out): ``doc_id`` resolved, ``document`` giving a
+    document's record by id (:meth:`stet.Archive.document`), ``events`` its events with their
+    details parsed, oldest first (:meth:`stet.Archive.log`)."""
     if not include_restricted and _hidden(conn, doc_id):
-        raise InvalidInput(f"document {doc_id} is restricted: give --include-restricted to "
-                           "export it")
-    record = archive.document(doc_id)
+        raise InvalidInput(f"document {doc_id} is restricted: give "
+                           f"{arg('include_restricted')} to export it")
+    record = document(doc_id)
     prov = ProvDocument()
     for prefix, uri in NAMESPACES.items():
         prov.add_namespace(prefix, uri)
@@ -87,7 +88,7 @@ def lineage(archive, ref: str | int, *, include_restricted: bool = False) -> Pro
         raw.add_attributes({"stet:source": record["source"]})
 
     first_ingest = None
-    for event in archive.log(doc_id):
+    for event in events:
         if not event["action"].startswith("ingest"):
             continue
         if not include_restricted and event["action"] == "ingest-duplicate" \
@@ -111,14 +112,14 @@ def lineage(archive, ref: str | int, *, include_restricted: bool = False) -> Pro
             prov.used(activity, raw, event["time"])
 
     if record["parent"] is not None:
-        parent = archive.document(record["parent"])
+        parent = document(record["parent"])
         prov.wasDerivedFrom(raw, prov.entity(f"sha256:{parent['sha256']}",
                                              {"prov:label": parent["filename"],
                                               "stet:document": parent["id"]}),
                             other_attributes={"prov:type": "stet:Attachment"})
     if record["supersedes"] is not None and (
             include_restricted or not _hidden(conn, record["supersedes"])):
-        older = archive.document(record["supersedes"])
+        older = document(record["supersedes"])
         prov.wasRevisionOf(raw, prov.entity(f"sha256:{older['sha256']}",
                                             {"prov:label": older["filename"],
                                              "stet:document": older["id"]}))
@@ -195,7 +196,7 @@ def _annotations(prov: ProvDocument, conn, doc_id: int, text, person) -> None:
         previous = entity
 
 
-def prov_json(archive, ref: str | int, *, include_restricted: bool = False) -> str:
-    """The lineage as PROV-JSON text."""
-    return lineage(archive, ref, include_restricted=include_restricted).serialize(
-        format="json", indent=2, ensure_ascii=False)
+def prov_json(conn, doc_id: int, **arguments: Any) -> str:
+    """The lineage as PROV-JSON text (the arguments of :func:`lineage`)."""
+    return lineage(conn, doc_id, **arguments).serialize(format="json", indent=2,
+                                                         ensure_ascii=False)

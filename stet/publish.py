@@ -1,3 +1,5 @@
+# Over 400 lines for now: building a snapshot and the served-snapshot cache (open_snapshot
+# and its holds) are the seam to split along, left while layer-event work edits this file.
 """The public snapshot: everything that may be published, nothing that may not.
 
 ``publish(source, out)`` writes a new SQLite file that holds the public part of an archive:
@@ -39,10 +41,10 @@ try:
 except ImportError:  # no flock: leftovers are then never removed, nothing is risked
     fcntl = None
 
-import sqlite_utils
 
-from . import __version__, store
-from .errors import InvalidInput, NotFound, StetError
+from . import files, store
+from ._version import __version__
+from .errors import InvalidInput, NotFound, StetError, arg
 from .hashing import sha256_file
 from .provenance import EVENT_FIELDS, Chain, event_hash, parse_details
 from .store import STATE_ACTIONS_SQL
@@ -94,7 +96,7 @@ def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None
         if os.path.samefile(source, out):
             raise InvalidInput(f"{out} is the archive itself: publish writes a new file")
         if not force:
-            raise InvalidInput(f"{out} already exists (give --force to replace it)")
+            raise InvalidInput(f"{out} already exists (give {arg('force')} to replace it)")
     if out.parent and not out.parent.is_dir():
         raise NotFound(f"no folder {out.parent}")
     from .archive import Archive, default_user
@@ -124,8 +126,8 @@ def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None
 def snapshot_info(path: str | os.PathLike) -> dict[str, Any] | None:
     """The first event's details of a snapshot (None if ``path`` is not one)."""
     try:
-        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True)
-    except sqlite3.Error:
+        conn = store.connect(str(path), mode="read", check=False).conn
+    except (StetError, sqlite3.Error):
         return None
     try:
         row = conn.execute("SELECT action, details FROM events WHERE seq = 1").fetchone()
@@ -211,7 +213,7 @@ def open_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = N
         if not (info and info.get("format") == FORMAT
                 and info.get("source") == {"events": seq, "head": head}):
             if path.exists():  # not what its name says (damaged): replaced when unused
-                _remove_unused(path)
+                files.remove_unused(path)
             _write(source, path, shown_as=folder, clobber=False)
         snapshot = _hold(path)
         if snapshot is not None:
@@ -264,8 +266,8 @@ def _clean_snapshots(folder: Path, *, keep: Path, seq: int) -> None:
         match = _SNAPSHOT.fullmatch(entry.name)
         if match and entry.name != keep.name and (
                 int(match[1]) <= seq or int(match[3]) != FORMAT):
-            _remove_unused(Path(entry.path))
-    _clean_temporaries(folder)
+            files.remove_unused(Path(entry.path))
+    files.clean_temporaries(folder)
 
 
 # -- building ---------------------------------------------------------------------------------
@@ -355,7 +357,8 @@ _LEFT_OUT = {
 }
 
 #: The events a snapshot copies: those about a published document, except the events of
-#: restricted submissions; the creation of each kept layer; each import that wrote revision
+#: restricted submissions; the creation of each kept layer (by ``layer-add``, or by the
+#: ``layer-rename`` that named it), each merge of a kept layer; each import that wrote revision
 #: rows (trimmed to the published ones by :func:`_published_import`); and the event of each
 #: bag that was not a restricted submission and that a published event points at.
 _PUBLISHED_EVENTS = f"""
@@ -364,6 +367,11 @@ WHERE (document IS NOT NULL AND document NOT IN temp.hidden_documents
        AND NOT {_RESTRICTED_SUBMISSION})
    OR (document IS NULL AND action = 'layer-add' AND subject IN
        (SELECT 'layer:' || name FROM src.layers WHERE id IN temp.kept_layers))
+   OR (document IS NULL AND action = 'layer-rename'
+       AND json_extract(details, '$.id') IN temp.kept_layers)
+   OR (document IS NULL AND action = 'layer-merge'
+       AND json_extract(details, '$.from') IN temp.kept_layers
+       AND json_extract(details, '$.into') IN temp.kept_layers)
    OR (document IS NULL AND action = 'import'
        AND json_extract(details, '$.rows.first') IS NOT NULL)
    OR (document IS NULL AND action = 'bag'
@@ -390,6 +398,10 @@ _COPY = [
     "INSERT INTO main.layers SELECT * FROM src.layers WHERE id IN temp.kept_layers ORDER BY id",
     "INSERT INTO main.annotation_revisions SELECT * FROM src.annotation_revisions "
     "WHERE document NOT IN temp.hidden_documents ORDER BY id",
+    # the triggers wrote each current state in the layer its revisions were made in; a
+    # renamed or merged layer's annotations are where the chain moved them (as in src)
+    "UPDATE main.annotations SET layer = s.layer FROM src.annotations s "
+    "WHERE s.id = main.annotations.id AND s.layer != main.annotations.layer",
 ]
 
 _FTS = [
@@ -417,13 +429,9 @@ def _ignore(n: int) -> None:
 
 
 def _build(source: Path, path: Path, advance: Callable[[int], Any] = _ignore) -> dict[str, Any]:
-    conn = sqlite3.connect(str(path), isolation_level=None, uri=False)
+    conn = store.connect(str(path), mode="build").conn
     try:
-        conn.execute("PRAGMA journal_mode = MEMORY")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA cache_size = -200000")
         conn.create_function("stet_fold", 1, fold, deterministic=True)
-        store.migrate(sqlite_utils.Database(conn))
         conn.execute("ATTACH DATABASE ? AS src", (str(source),))
         conn.execute("BEGIN")  # one read snapshot of the source for everything below
         seq, head = _src_head(conn)
@@ -440,7 +448,9 @@ def _build(source: Path, path: Path, advance: Callable[[int], Any] = _ignore) ->
         conn.execute(
             "CREATE TEMP TABLE kept_layers AS SELECT id FROM src.layers WHERE id IN "
             "(SELECT layer FROM src.annotation_revisions WHERE document NOT IN temp.hidden_documents) "
-            "OR id NOT IN (SELECT layer FROM src.annotation_revisions)"
+            "OR id NOT IN (SELECT layer FROM src.annotation_revisions) "
+            # where a renamed or merged layer's published annotations are now
+            "OR id IN (SELECT layer FROM src.annotations WHERE document NOT IN temp.hidden_documents)"
         )
         conn.execute(_PUBLISHED_EVENTS)
         left_out = {name: conn.execute(sql).fetchone()[0] for name, sql in _LEFT_OUT.items()}
@@ -506,6 +516,10 @@ def _copy_events(conn, batch: int = 5000) -> None:
                     continue
             else:
                 value = public_details(value)
+            if action == "layer-rename" and value.get("from") is not None and not conn.execute(
+                    "SELECT 1 FROM temp.kept_layers WHERE id = ?", (value["from"],)).fetchone():
+                # renamed from a layer used only on withheld documents: its name stays out
+                value.update({"from": None, "from_name": None})
             value["original"] = {"seq": seq, "hash": hash_}
             events.append(dict(time=time, actor=actor, action=action, subject=subject,
                                document=document, details=value))
@@ -534,30 +548,13 @@ def _file_hash(path: Path) -> tuple[str, int]:
         return sha256_file(stream)
 
 
-def _remove(path: Path) -> None:
-    for p in (path, Path(f"{path}-journal")):
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-
-
-# -- temporary files --------------------------------------------------------------------------
-
-#: A build's temporary file: ``.OUT.stet-PID.tmp`` beside ``OUT`` (the same file system, for
-#: an atomic rename). Hidden, and never named like a database (Datasette serves ``*.db``,
-#: ``*.sqlite`` and ``*.sqlite3`` from a folder), so nothing serves a half-built file. Earlier
-#: versions wrote ``.OUT.PID.tmp``: those are recognised for the ``OUT`` being written only.
-_TEMPORARY = re.compile(r"\.(.+)\.(stet-)?(\d+)\.tmp(-journal)?")
-
-
 def _write(source: Path, out: Path, *, shown_as: Path | None = None,
            clobber: bool = True, advance: Callable[[int], Any] = _ignore) -> dict[str, Any]:
     """Build the snapshot of ``source`` under a temporary name beside ``out``, then move it
     into place: replacing ``out`` (``clobber``), or, if another process got there first,
     leaving theirs. Errors name ``shown_as`` (else ``out``)."""
     try:
-        with _temporary(out) as tmp:
+        with files.temporary(out) as tmp:
             summary = _build(source, tmp, advance)
             summary["sha256"], summary["size"] = _file_hash(tmp)
             advance(1)
@@ -581,88 +578,3 @@ def _link_new(tmp: Path, out: Path) -> None:
     except OSError:  # a file system without hard links
         if not out.exists():
             os.replace(tmp, out)
-
-
-@contextlib.contextmanager
-def _temporary(out: Path):
-    """A new temporary file for ``out``, locked (an exclusive ``flock``) for as long as this
-    process writes it, and removed afterwards. Before it is made, the leftovers of builds
-    that were killed are removed from the folder (:func:`_clean_temporaries`)."""
-    _clean_temporaries(out.parent, out.name)
-    tmp = out.with_name(f".{out.name}.stet-{os.getpid()}.tmp")
-    _remove(tmp)  # left by an earlier process that had this PID
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield tmp
-    finally:
-        _remove(tmp)
-        os.close(fd)
-
-
-def _clean_temporaries(folder: Path, name: str | None = None) -> None:
-    """Remove the temporary files of builds that were killed: a file is a leftover when no
-    process holds its lock (every build holds one while it lives; the kernel lets go when
-    a process dies, even by SIGKILL) and no process has the PID in its name (a build by an
-    earlier stet, which took no lock, or a PID since reused: then it is kept, never risked).
-    ``name``: the file being written, whose temporary files of earlier versions go too."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        match = _TEMPORARY.fullmatch(entry.name)
-        if not match or not (match[2] or match[1] == name) or _alive(int(match[3])):
-            continue
-        path = Path(entry.path)
-        if match[4]:  # a journal: goes with its file, or alone once that is gone
-            if not path.with_name(entry.name[:-len("-journal")]).exists():
-                _unlink(path)
-        elif _remove_unused(path):
-            _unlink(Path(f"{path}-journal"))
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
-def _remove_unused(path: Path) -> bool:
-    """Remove ``path`` if no process holds a lock on it; True if it was removed."""
-    if fcntl is None:
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.stat(path).st_ino != os.fstat(fd).st_ino:
-            return False
-        path.unlink()  # while holding the lock: nobody can take it in between
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
-
-
-def _uri_path(path) -> str:
-    from urllib.parse import quote
-
-    return quote(str(Path(path).resolve()))

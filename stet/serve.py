@@ -9,7 +9,7 @@ its snapshot for as long as it runs: a snapshot file never changes once it has i
 is removed only when no server holds it, so every route of a running server (pages, JSON,
 ``/archive.db``) answers from the one snapshot it opened, whatever another ``stet serve``
 builds meanwhile. Because the file cannot change, the answers to anonymous GET requests are
-kept in memory (:class:`ResponseCache`, ``$STET_SERVE_CACHE_MB``). Any method but GET, HEAD
+kept in memory (:class:`ResponseCache`, ``cache_mb``: ``stet serve --cache-mb``). Any method but GET, HEAD
 and OPTIONS answers 405 (the plugin's ``asgi_wrapper``: every database served is immutable).
 
 The metadata is the copy packaged with stet with ``--metadata FILE``, else ``./metadata.yml``
@@ -19,7 +19,6 @@ where present, laid over it (:func:`load_metadata`).
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from .errors import InvalidInput, NotFound
+from .lru import KEPT_BY_RESPONSE_CACHE, LRU
 from .publish import Snapshot, open_snapshot
 
 DATABASE_NAME = "archive"
@@ -115,13 +115,14 @@ class ResponseCache:
     out first, within ``budget`` bytes. Sound only because the served file is immutable: the
     same URL, scheme and Host always get the same answer. Not kept: other methods, requests
     with a cookie or credentials, answers other than 200, answers that set a cookie, and
-    bodies over a quarter of the budget (those stream through untouched)."""
+    bodies over a quarter of the budget (those stream through untouched). Each request whose
+    answer it may keep is marked in its scope (:data:`stet.lru.KEPT_BY_RESPONSE_CACHE`), so
+    that the plugin does not keep the same page a second time."""
 
     def __init__(self, app, budget: int = 128 * 1024 * 1024) -> None:
         self.app = app
         self.budget = budget
-        self.size = 0
-        self.entries: "OrderedDict[bytes, tuple[list, int]]" = OrderedDict()
+        self.cache = LRU(budget)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "GET" or self.budget <= 0 or any(
@@ -136,12 +137,12 @@ class ResponseCache:
             scope.get("raw_path") or scope["path"].encode(),
             scope.get("query_string", b""),
         ])
-        hit = self.entries.get(key)
+        hit = self.cache.get(key)
         if hit is not None:
-            self.entries.move_to_end(key)
-            for message in hit[0]:
+            for message in hit:
                 await send(message)
             return
+        scope = {**scope, KEPT_BY_RESPONSE_CACHE: True}
         kept: list | None = []
         size = 0
 
@@ -154,7 +155,7 @@ class ResponseCache:
                         kept = None
                 elif message["type"] == "http.response.body":
                     size += len(message.get("body", b""))
-                    if size > self.budget // 4:
+                    if not self.cache.fits(size):
                         kept = None
                 if kept is not None:
                     kept.append(message)
@@ -162,20 +163,16 @@ class ResponseCache:
 
         await self.app(scope, receive, keep)
         if kept and kept[-1]["type"] == "http.response.body" and not kept[-1].get("more_body"):
-            self.entries[key] = (kept, size)
-            self.size += size
-            while self.size > self.budget:
-                _, (_, old) = self.entries.popitem(last=False)
-                self.size -= old
+            self.cache.put(key, kept, size)
 
 
-def cache_budget() -> int:
-    """Bytes of answers ``stet serve`` keeps: ``$STET_SERVE_CACHE_MB`` (0 turns it off), else 128 MB."""
-    value = os.environ.get("STET_SERVE_CACHE_MB", "128")
-    try:
-        return max(0, int(float(value) * 1024 * 1024))
-    except ValueError:
-        raise InvalidInput(f"STET_SERVE_CACHE_MB={value!r}: give a number of megabytes") from None
+#: Megabytes of answers ``stet serve`` keeps in memory by default.
+CACHE_MB = 128
+
+
+def cache_budget(cache_mb: float = CACHE_MB) -> int:
+    """Bytes of answers kept for ``cache_mb`` megabytes (0, or less, turns the cache off)."""
+    return max(0, int(float(cache_mb) * 1024 * 1024))
 
 
 def prepare(archive_path: str | os.PathLike, *, metadata: str | os.PathLike | None = None,
@@ -190,12 +187,13 @@ def prepare(archive_path: str | os.PathLike, *, metadata: str | os.PathLike | No
 
 
 def run(archive_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8001,
-        metadata: str | os.PathLike | None = None, announce=print) -> None:
-    """Serve until interrupted."""
+        metadata: str | os.PathLike | None = None, cache_mb: float = CACHE_MB,
+        announce=print) -> None:
+    """Serve until interrupted, keeping up to ``cache_mb`` megabytes of answers (0: none)."""
     import uvicorn
 
     ds, snapshot = prepare(archive_path, metadata=metadata)
-    app = ResponseCache(ds.app(), budget=cache_budget())
+    app = ResponseCache(ds.app(), budget=cache_budget(cache_mb))
     announce(f"Serving the public snapshot {snapshot} of {archive_path} "
              f"on http://{host}:{port}/ (read-only; Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from . import timeutil
-from .errors import InvalidInput
+from .errors import InvalidInput, arg
 from .provenance import Chain
 from .store import STATE_ACTIONS_SQL
 
@@ -50,7 +50,7 @@ def history(conn, document: int) -> list[dict[str, Any]]:
 
 def _reason(reason: str | None) -> str:
     if reason is None or not str(reason).strip():
-        raise InvalidInput("a reason is required (--reason): it is kept in the record")
+        raise InvalidInput(f"a reason is required ({arg('reason')}): it is kept in the record")
     return str(reason).strip()
 
 
@@ -107,7 +107,7 @@ def edit(conn, chain: Chain, document: int, *, by: str, reason: str | None,
     source clears it; a title cannot be empty."""
     reason = _reason(reason)
     if title is None and source is None:
-        raise InvalidInput("nothing to edit: give --title and/or --source")
+        raise InvalidInput(f"nothing to edit: give {arg('title')} and/or {arg('source')}")
     state = current(conn, document)
     if title is not None:
         if not title.strip():

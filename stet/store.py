@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: the released migrations are never edited (a change is a new
+# migration), and they must sit beside connect() and migrate(), which apply them.
 """The schema: tables, indexes and the triggers that make history append-only.
 
 Every table that records what happened (raw bytes, documents, texts, events, layers,
@@ -342,75 +344,100 @@ def m003_state_from_the_chain(db: sqlite_utils.Database) -> None:
     )
 
 
-def connect(path: str, *, create: bool = True, readonly: bool = False,
-            check: bool = True) -> sqlite_utils.Database:
-    """Open an archive: WAL, foreign keys, a busy timeout, migrations applied.
+#: How :func:`connect` opens a file: the one place stet's SQLite settings are written.
+MODES = ("write", "read", "build", "checkpoint")
 
-    ``readonly`` opens the file as it is: no migration, no change of journal mode, not a
-    byte written, and no ``-wal`` or ``-shm`` file left beside it, so reading and verifying
-    a published snapshot leaves its SHA-256 unchanged (DESIGN.md, invariant 9). It refuses
-    an archive that needs migrating unless ``check`` is false (``stet verify`` reports a
-    damaged schema instead of refusing to look at it)."""
-    if readonly:
-        # A snapshot is in rollback-journal mode: SQLite's ``mode=ro`` reads it and creates
-        # nothing. A live archive is in WAL mode, where every reader needs the ``-wal`` and
-        # ``-shm`` files. While a writer has the archive open they exist, and ``mode=ro``
-        # shares them (it sees every committed write). When none does, they are absent, and
-        # ``mode=ro`` (SQLite 3.22+) creates them, but being read-only can never checkpoint
-        # and so never deletes them: they stay beside the archive after it closes (measured
-        # with SQLite 3.40). A read-write connection creates them just the same and, as the
-        # last connection to close, checkpoints (nothing: the empty log copies no page, the
-        # file is byte-identical, its mtime unchanged) and deletes them, as SQLite always
-        # does. So a quiescent WAL archive is read through a read-write connection with
-        # ``query_only`` on, which refuses every statement that would write. If a writer
-        # opens the archive meanwhile, SQLite's locks coordinate the two as for any pair of
-        # connections; whatever its commits leave in the log when we close is copied in by
-        # our closing checkpoint (its write, not ours). ``immutable=1`` would create nothing,
-        # but would not see a concurrent writer's commits, and is only for a file that
-        # cannot change. ``query_only`` is set on both paths alike, so that a read which
-        # tries to write anything (even a TEMP table, which ``mode=ro`` alone would allow)
-        # fails the same way on a snapshot as on a live archive: build scratch tables in a
-        # connection of their own (``sqlite3.connect(":memory:")``).
-        try:
-            with open(path, "rb") as f:
-                header = f.read(20)  # bytes 18 and 19 are 2 in WAL mode
-        except OSError:
-            header = b""
-        quiescent_wal = (header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
-                         and not os.path.exists(path + "-wal"))
-        mode = "rw" if quiescent_wal else "ro"
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=" + mode
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30,
-                               check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA query_only = 1")
-        db = sqlite_utils.Database(conn)
-        try:
-            if check:
-                pending = migrations.pending(db)
-            else:  # a damaged stet archive still has some of its tables; another file none
-                tables = {name for (name,) in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
-                pending = [] if tables & {"_sqlite_migrations", "documents", "events"} else ["all"]
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise StetError(f"{path} is not a stet archive ({exc})") from None
-        if pending:
-            conn.close()
-            raise StetError(f"{path} is not a stet archive, or one that needs migrating "
-                            "(a write command migrates it)")
-        return db
+#: 16 KiB pages (for a new file only, archive and snapshot alike): raw bytes and texts are
+#: large values, and larger pages halved the time to store the benchmark corpus against the
+#: 4 KiB default.
+PAGE_SIZE = 16384
+
+
+def connect(path: str, *, mode: str = "write", check: bool = True) -> sqlite_utils.Database:
+    """Open a stet database file; every connection stet makes goes through here. ``mode``:
+
+    - ``"write"``: an archive to read and write: WAL, foreign keys, a 30-second busy
+      timeout, :data:`PAGE_SIZE` pages for a new file, migrations applied.
+    - ``"read"``: the file as it is: no migration, no change of journal mode, not a byte
+      written, and no ``-wal`` or ``-shm`` file left beside it, so reading and verifying a
+      published snapshot leaves its SHA-256 unchanged (DESIGN.md, invariant 9). It refuses
+      an archive that needs migrating unless ``check`` is false (``stet verify`` reports a
+      damaged schema instead of refusing to look at it).
+    - ``"build"``: a new file written whole by one connection (a public snapshot):
+      :data:`PAGE_SIZE` pages, the rollback journal in memory, foreign keys, a large page
+      cache, the schema applied.
+    - ``"checkpoint"``: a second connection to a WAL archive that only copies the log into
+      the database (:func:`background_checkpoints`): a short busy timeout, nothing else."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    if mode == "read":
+        return _connect_read(path, check)
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
+    if mode == "checkpoint":
+        conn.execute("PRAGMA busy_timeout = 1000")
+        return sqlite_utils.Database(conn)
     conn.execute("PRAGMA busy_timeout = 30000")
-    # 16 KiB pages (for a new file only): raw bytes and texts are large values, and larger
-    # pages halved the time to store the benchmark corpus against the 4 KiB default.
-    conn.execute("PRAGMA page_size = 16384")
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    if mode == "build":
+        conn.execute("PRAGMA journal_mode = MEMORY")
+        conn.execute("PRAGMA cache_size = -200000")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
     db = sqlite_utils.Database(conn)
-    if create:
-        migrate(db)
+    migrate(db)
+    return db
+
+
+def _connect_read(path: str, check: bool) -> sqlite_utils.Database:
+    # A snapshot is in rollback-journal mode: SQLite's ``mode=ro`` reads it and creates
+    # nothing. A live archive is in WAL mode, where every reader needs the ``-wal`` and
+    # ``-shm`` files. While a writer has the archive open they exist, and ``mode=ro``
+    # shares them (it sees every committed write). When none does, they are absent, and
+    # ``mode=ro`` (SQLite 3.22+) creates them, but being read-only can never checkpoint
+    # and so never deletes them: they stay beside the archive after it closes (measured
+    # with SQLite 3.40). A read-write connection creates them just the same and, as the
+    # last connection to close, checkpoints (nothing: the empty log copies no page, the
+    # file is byte-identical, its mtime unchanged) and deletes them, as SQLite always
+    # does. So a quiescent WAL archive is read through a read-write connection with
+    # ``query_only`` on, which refuses every statement that would write. If a writer
+    # opens the archive meanwhile, SQLite's locks coordinate the two as for any pair of
+    # connections; whatever its commits leave in the log when we close is copied in by
+    # our closing checkpoint (its write, not ours). ``immutable=1`` would create nothing,
+    # but would not see a concurrent writer's commits, and is only for a file that
+    # cannot change. ``query_only`` is set on both paths alike, so that a read which
+    # tries to write anything (even a TEMP table, which ``mode=ro`` alone would allow)
+    # fails the same way on a snapshot as on a live archive: build scratch tables in a
+    # connection of their own (``sqlite3.connect(":memory:")``).
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)  # bytes 18 and 19 are 2 in WAL mode
+    except OSError:
+        header = b""
+    quiescent_wal = (header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
+                     and not os.path.exists(path + "-wal"))
+    mode = "rw" if quiescent_wal else "ro"
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=" + mode
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30,
+                           check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA query_only = 1")
+    db = sqlite_utils.Database(conn)
+    try:
+        if check:
+            pending = migrations.pending(db)
+        else:  # a damaged stet archive still has some of its tables; another file none
+            tables = {name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            pending = [] if tables & {"_sqlite_migrations", "documents", "events"} else ["all"]
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StetError(f"{path} is not a stet archive ({exc})") from None
+    if pending:
+        conn.close()
+        raise StetError(f"{path} is not a stet archive, or one that needs migrating "
+                        "(a write command migrates it)")
     return db
 
 
@@ -447,9 +474,8 @@ def background_checkpoints(conn: sqlite3.Connection, interval: float = 0.05) -> 
     stop = threading.Event()
 
     def run() -> None:
-        checkpointer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        checkpointer = connect(path, mode="checkpoint").conn
         try:
-            checkpointer.execute("PRAGMA busy_timeout = 1000")
             while True:
                 finished = stop.wait(interval)
                 try:

@@ -12,7 +12,8 @@ SHARED = ROOT.parent / "shared"
 
 @pytest.fixture(autouse=True)
 def _user(monkeypatch):
-    monkeypatch.setenv("STET_USER", "tester")
+    monkeypatch.setenv("STET_USER", "tester")  # the command line's --by
+    monkeypatch.setenv("LOGNAME", "tester")  # the library's default: the login name
     monkeypatch.delenv("STET_DB", raising=False)
 
 

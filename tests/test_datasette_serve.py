@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from stet.cli import cli
-from stet.errors import InvalidInput
 from stet.serve import ResponseCache, cache_budget
 
 
@@ -91,14 +90,29 @@ def test_cache_evicts_least_recently_used():
     assert inner.calls == 6
 
 
-def test_cache_budget_from_environment(monkeypatch):
+def test_cache_budget_from_environment(monkeypatch, tmp_path):
+    """The library takes ``cache_mb``; the command line reads it from --cache-mb or
+    $STET_SERVE_CACHE_MB."""
+    from stet import Archive
+
+    budgets = []
+    monkeypatch.setattr(Archive, "serve", lambda self, **kw: budgets.append(
+        cache_budget(kw["cache_mb"])))
+    Archive(tmp_path / "archive.db").close()
+
+    def serve(*args):
+        return CliRunner().invoke(cli, ["serve", "--db", str(tmp_path / "archive.db"), *args])
+
     monkeypatch.setenv("STET_SERVE_CACHE_MB", "0")
-    assert cache_budget() == 0
+    assert serve().exit_code == 0 and budgets.pop() == 0
     monkeypatch.setenv("STET_SERVE_CACHE_MB", "lots")
-    with pytest.raises(InvalidInput, match="STET_SERVE_CACHE_MB='lots': give a number of megabytes"):
-        cache_budget()
+    result = serve()
+    assert result.exit_code == 1
+    assert "STET_SERVE_CACHE_MB='lots': give a number of megabytes" in result.output
+    assert "--cache-mb='x': give a number" in serve("--cache-mb", "x").output
+    assert serve("--cache-mb", "2").exit_code == 0 and budgets.pop() == 2 * 1024 * 1024
     monkeypatch.delenv("STET_SERVE_CACHE_MB")
-    assert cache_budget() == 128 * 1024 * 1024
+    assert serve().exit_code == 0 and budgets.pop() == 128 * 1024 * 1024
 
 
 def test_commands_have_help_with_examples():

@@ -119,8 +119,8 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
     used = []
     original = ingest_module._workers
 
-    def spy(entries, sizes):
-        used.append(original(entries, sizes))
+    def spy(entries, sizes, configured=None):
+        used.append(original(entries, sizes, configured))
         return used[-1]
 
     monkeypatch.setattr(ingest_module, "_workers", spy)
@@ -140,10 +140,6 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
     # in-process, then two worker processes, then one read-ahead worker ("a": the default for
     # this folder, which has too few PDF, DOCX, HTML or email files for a pool)
     for workers in ("0", "2", "a"):
-        if workers == "a":
-            monkeypatch.delenv("STET_WORKERS")
-        else:
-            monkeypatch.setenv("STET_WORKERS", workers)
         with Archive(tmp_path / f"w{workers}.db") as archive:
             ticks = []
 
@@ -152,7 +148,8 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
                 ticks.append((files, nbytes))
                 yield lambda size: ticks.append(size)
 
-            results[workers] = archive.ingest([tmp_path / "src"], by="t", progress=progress)
+            results[workers] = archive.ingest([tmp_path / "src"], by="t", progress=progress,
+                                              workers=None if workers == "a" else int(workers))
             files, nbytes = ticks[0]
             assert len(ticks) - 1 == files == 154 and sum(ticks[1:]) == nbytes
             assert archive.verify() == []
@@ -184,8 +181,7 @@ def test_pool_only_when_it_pays(tmp_path, monkeypatch):
     pdfs = [Entry(f"{i}.PDF") for i in range(20)] + [Entry("x.docx", error="gone")]
     assert _workers(pdfs, [10**6] * 21) == (min(cpus, 8) if cpus > 1 else 0)
     assert _workers(pdfs[:3], [10**6] * 3) == 0
-    monkeypatch.setenv("STET_WORKERS", "3")
-    assert _workers(texts, [1000] * 5000) == 3
+    assert _workers(texts, [1000] * 5000, 3) == 3  # as asked (stet ingest --workers 3)
 
 
 def test_progress_bar_shows_files_bytes_and_rate_on_a_terminal(tmp_path, monkeypatch, run):
@@ -225,9 +221,7 @@ def test_read_ahead_only_when_it_pays(monkeypatch):
     assert isinstance(ahead, readahead.ReadAhead) and ahead.paths == [(e.path, e.location) for e in texts]
     assert _read_ahead(texts[:5], [1000] * 5, writer) is None  # a few small files: not worth it
     assert _read_ahead(texts[:1], [64 << 20], writer) is not None  # one file of 64 MiB is
-    monkeypatch.setenv("STET_WORKERS", "0")  # everything in one process, as asked
-    assert _read_ahead(texts, [1000] * 100, writer) is None
-    monkeypatch.delenv("STET_WORKERS")
+    assert _read_ahead(texts, [1000] * 100, writer, 0) is None  # one process, as asked
     monkeypatch.setattr(readahead, "available", lambda: False)  # one CPU, or no fork
     assert _read_ahead(texts, [1000] * 100, writer) is None
 

@@ -130,6 +130,15 @@ def test_publish_library_returns_a_summary(source):
         assert list(archive.log())[-1]["action"] != "publish"
 
 
+def test_snapshot_has_the_archives_page_size(source):
+    """One place opens SQLite (stet.store.connect): a snapshot gets 16 KiB pages too."""
+    publish(source["db"], source["tmp"] / "pages.db", by="ana", record=False)
+    for path in (source["db"], source["tmp"] / "pages.db"):
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+        conn.close()
+
+
 def test_serve_cache_in_a_read_only_folder(tmp_path):
     import os
 

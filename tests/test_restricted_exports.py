@@ -118,19 +118,18 @@ def test_the_help_documents_the_flag(run):
 
 def test_prov_can_leave_restricted_material_out(mixed, tmp_path):
     from stet.errors import InvalidInput
-    from stet.lineage import prov_json
 
     copy = tmp_path / "copy.txt"
     copy.write_text("a public statement", encoding="utf-8")  # document 1's bytes
     [result] = mixed.ingest([copy], restricted=True, source="a tip-off")
     assert result["status"] == "duplicate"
-    assert str(copy) in prov_json(mixed, 1, include_restricted=True)  # the private lineage
-    public = json.loads(prov_json(mixed, 1))  # the default leaves restricted material out
+    assert str(copy) in mixed.prov(1, include_restricted=True)  # the private lineage
+    public = json.loads(mixed.prov(1))  # the default leaves restricted material out
     assert str(copy) not in json.dumps(public, ensure_ascii=False)
     assert len(public["activity"]) == 1 + 1  # the first ingest and the extraction
     for doc in (2, 3, 5):
         with pytest.raises(InvalidInput, match=f"document {doc} is restricted"):
-            prov_json(mixed, doc)
+            mixed.prov(doc)
 
 
 def test_stet_prov_refuses_a_restricted_document_unless_asked(mixed, run):

@@ -12,9 +12,9 @@ from typing import Any, Iterable
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..archive import Archive, default_user
-from ..errors import StetError
+from ..errors import StetError, render
 
 
 @click.group()
@@ -42,8 +42,17 @@ def db_option(fn):
 
 def by_option(fn):
     return click.option(
-        "--by", default=None, help="Who does this ($STET_USER, else the login name).",
+        "--by", default=None, envvar="STET_USER", callback=_named,
+        help="Who does this ($STET_USER, else the login name).",
     )(fn)
+
+
+def _named(ctx, param, value):
+    """``--by`` given must name someone: an empty (or blank) name is refused, not replaced
+    by the login name."""
+    if value is not None and not value.strip():
+        raise click.UsageError("--by needs a name", ctx=ctx)
+    return value
 
 
 def json_option(fn):
@@ -54,15 +63,31 @@ def silent_option(fn):
     return click.option("-s", "--silent", is_flag=True, help="No progress bar.")(fn)
 
 
+#: The options whose flag is not the library parameter's name with ``--`` and hyphens.
+FLAGS = {"tags": "--tag"}
+
+
+def flag(parameter: str) -> str:
+    """The option of the command line that gives a library ``parameter``."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def message(exc: StetError) -> str:
+    """A library error's message as the command line says it: each argument it names
+    (:func:`stet.errors.arg`) written as its option (``--include-restricted``)."""
+    return render(exc.message, flag)
+
+
 def errors(fn):
-    """Turn library errors into ``Error: ...`` on stderr with exit code 1."""
+    """Turn library errors into ``Error: ...`` on stderr with exit code 1, each argument
+    they name written as the command line's option (:func:`message`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except StetError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(message(exc)) from exc
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise click.ClickException(

@@ -24,13 +24,16 @@ from .output import output_options, write
 @click.option("--extract-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Seconds one file's text extraction may take (default 30); past it the file "
                    "is kept with an empty text and a warning.")
+@click.option("--workers", type=click.IntRange(min=0), envvar="STET_WORKERS", metavar="N",
+              help="Worker processes that read and extract ($STET_WORKERS; 0: none; default: "
+                   "as many as pay).")
 @by_option
 @json_option
 @silent_option
 @db_option
 @errors
-def ingest(paths, source, title, restricted, supersedes, extract_timeout, by, as_json, silent,
-           db_path):
+def ingest(paths, source, title, restricted, supersedes, extract_timeout, workers, by, as_json,
+           silent, db_path):
     """Archive files and folders (recursively): bytes, text and an event each.
 
     The same bytes again are a duplicate: no second copy, but a new event (who
@@ -38,7 +41,7 @@ def ingest(paths, source, title, restricted, supersedes, extract_timeout, by, as
     the exit code is then 1. A folder that is a BagIt bag is validated completely
     (every checksum) before anything is written; an invalid bag stops the command,
     naming the failing files. Many files are read in other processes while this one
-    writes ($STET_WORKERS=N: a pool of N; 0: none); the progress bar shows files,
+    writes (--workers N: a pool of N; 0: none); the progress bar shows files,
     bytes and rate.
 
     \b
@@ -53,7 +56,7 @@ def ingest(paths, source, title, restricted, supersedes, extract_timeout, by, as
 
     results = archive.ingest(paths, by=user(by), source=source, title=title,
                              restricted=restricted, supersedes=supersedes, progress=progress,
-                             extract_timeout=extract_timeout)
+                             extract_timeout=extract_timeout, workers=workers)
     echo_lines([f"Error: {shown(r['error'])}" if r["status"] == "error"
                 else f"Warning: {shown(r['path'])}: {shown(r['warning'])}"
                 for r in results if r["status"] == "error" or r.get("warning")], err=True)

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from .common import (by_option, cli, db_option, echo_json, errors, json_option, open_archive,
                      progress, silent_option, user)
+
+
+def _megabytes(ctx, param, value):
+    """A number of megabytes; the error names where it came from (the option or the variable)."""
+    try:
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        return max(0.0, number)
+    except ValueError:
+        source = ctx.get_parameter_source(param.name)
+        where = (param.envvar if source is click.core.ParameterSource.ENVIRONMENT
+                 else param.opts[0])
+        raise click.ClickException(f"{where}={value!r}: give a number of megabytes") from None
 
 
 @cli.command()
@@ -14,9 +30,12 @@ from .common import (by_option, cli, db_option, echo_json, errors, json_option, 
               help="Port to listen on.")
 @click.option("--metadata", "metadata", type=click.Path(dir_okay=False),
               help="Datasette metadata (default ./metadata.yml, else the copy packaged with stet).")
+@click.option("--cache-mb", envvar="STET_SERVE_CACHE_MB", default="128", show_default=True,
+              callback=_megabytes, metavar="MB",
+              help="Megabytes of answers kept in memory ($STET_SERVE_CACHE_MB; 0: none).")
 @db_option
 @errors
-def serve(host, port, metadata, db_path):
+def serve(host, port, metadata, cache_mb, db_path):
     """Serve the archive with Datasette, read-only, as the database `archive`.
 
     What is served is the public snapshot (as `stet publish` writes it) kept
@@ -31,7 +50,7 @@ def serve(host, port, metadata, db_path):
         stet serve --metadata my-metadata.yml
     """
     open_archive(db_path, readonly=True).serve(
-        host=host, port=port, metadata=metadata,
+        host=host, port=port, metadata=metadata, cache_mb=cache_mb,
         announce=lambda message: click.echo(message, err=True))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections import OrderedDict
 from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import NotFound, Response
@@ -19,6 +18,7 @@ from markupsafe import Markup
 from .. import timeutil
 from ..display import download_name, shown
 from ..errors import StetError
+from ..lru import KEPT_BY_RESPONSE_CACHE, LRU
 from ..publish import fold
 from ..annotations.schema import state_at
 from ..store import STATE_ACTIONS_SQL
@@ -105,32 +105,10 @@ async def holdings(datasette) -> dict[str, int] | None:
         return None
 
 
-class _Cache:
-    """Rendered document pages of an immutable database, least recently used out first,
-    within a budget of characters. The file cannot change, so neither can the pages."""
-
-    def __init__(self, budget: int = 64_000_000) -> None:
-        self.budget = budget
-        self.size = 0
-        self.entries: OrderedDict = OrderedDict()
-
-    def get(self, key):
-        value = self.entries.get(key)
-        if value is not None:
-            self.entries.move_to_end(key)
-        return value
-
-    def put(self, key, value, size: int) -> None:
-        if size > self.budget // 4:
-            return
-        self.entries[key] = (value, size)
-        self.size += size
-        while self.size > self.budget:
-            _, (_, old) = self.entries.popitem(last=False)
-            self.size -= old
-
-
-_pages = _Cache()
+#: Rendered document pages of an immutable database, within a budget of characters: the
+#: file cannot change, so neither can the pages. Not for a request whose whole answer
+#: ``stet serve``'s response cache keeps (:mod:`stet.lru`): a page is held once.
+_pages = LRU(64_000_000)
 
 
 def _identity(path):
@@ -149,7 +127,8 @@ async def document_page(datasette, request):
             at_us = timeutil.parse_micros(at_text)
         except StetError as exc:
             return Response.html(f"<p>{marks.escape(exc)}</p>", status=400)
-    key = None if db.is_mutable or db.is_memory else (_identity(db.path), doc_id, at_us)
+    key = None if (db.is_mutable or db.is_memory or request.scope.get(KEPT_BY_RESPONSE_CACHE)) \
+        else (_identity(db.path), doc_id, at_us)
     cached = _pages.get(key) if key else None
     if cached is None:
         context = await _document_context(datasette, db, doc_id, at_us)
@@ -158,7 +137,7 @@ async def document_page(datasette, request):
         if key:
             _pages.put(key, context, len(context["text_html"]) + len(context["annotation_list"]))
     else:
-        context = cached[0]
+        context = cached
     context = {**context, "at": at_text}
     return Response.html(
         await datasette.render_template("stet_document.html", context, request=request)

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .. import __version__
+from .._version import __version__
 from . import worker
 
 #: Files larger than this are archived with an empty text and a warning: extraction

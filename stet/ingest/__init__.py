@@ -22,11 +22,10 @@ path, never a wait, and the rest goes on.
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import store
-from ..errors import StetError
+from ..errors import StetError, arg
 from ..hashing import CHUNK_SIZE
 from ..system import cpus
 from . import pool, readahead
@@ -44,7 +43,7 @@ __all__ = ["Entry", "FileChanged", "Options", "Prepared", "SMALL_FILE", "Writer"
 #: from the name, for this decision only). Plain text and binary files are bound by the
 #: single writer (SQLite and the event chain), which workers cannot share; shipping their
 #: results between processes costs about what preparing them does (benchmarks/README.md).
-#: ``$STET_WORKERS`` sets the number of worker processes (0: none).
+#: ``workers`` (``stet ingest --workers``) sets the number of worker processes (0: none).
 POOL_MIN_FILES = 16
 #: Otherwise, on a machine with a second CPU, one worker process reads, hashes and decodes
 #: ahead of the writer (:mod:`.readahead`) when there are at least this many files or
@@ -60,21 +59,22 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
 
     Every bag found is validated first; an invalid one raises InvalidInput before anything
     is written. ``progress(files, bytes)``, if given, returns a context manager that yields
-    a function called with each file's size as it is stored. ``workers``: worker processes
-    (default: ``$STET_WORKERS``, else the CPUs available, when there is enough work).
+    a function called with each file's size as it is stored. ``workers``: that many worker
+    processes (0: everything in this process); by default, chosen by what pays
+    (:func:`_workers`, :func:`_read_ahead`).
     """
     entries = expand_bags(list(walk(paths, exclude=archive_files(conn))))
     if options.title is not None and sum(1 for e in entries if not e.error) != 1:
-        raise StetError("--title takes a single file")
+        raise StetError(f"{arg('title')} takes a single file")
     sizes = [size(entry) for entry in entries]
-    workers = _workers(entries, sizes) if workers is None else workers
+    configured, workers = workers, _workers(entries, sizes, workers)
     if options.supersedes is not None:
         options.supersedes_restricted = restricted_now(conn, options.supersedes)
     writer = Writer(conn, options)
     bar = progress(len(entries), sum(sizes)) if progress else contextlib.nullcontext(None)
     # The read-ahead worker forks before the checkpoint thread starts (forking with a thread
     # running is unsafe); a worker pool goes without the thread, as it may fork at any time.
-    ahead = _read_ahead(entries, sizes, writer) if workers < 1 else None
+    ahead = _read_ahead(entries, sizes, writer, configured) if workers < 1 else None
     checkpoints = store.background_checkpoints(conn) if workers < 1 else contextlib.nullcontext()
     with bar as tick, ahead or contextlib.nullcontext(), checkpoints, store.page_cache(conn, 64):
         try:
@@ -94,12 +94,12 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
     return writer.results
 
 
-def _workers(entries: list[Entry], sizes: list[int]) -> int:
-    """How many worker processes pay: none (0) unless there are enough files whose extraction
-    is costly, then one per CPU (the main process mostly waits for them)."""
-    configured = os.environ.get("STET_WORKERS", "").strip()
-    if configured.isdigit():
-        return int(configured)
+def _workers(entries: list[Entry], sizes: list[int], configured: int | None = None) -> int:
+    """How many worker processes: ``configured`` if given, else as many as pay: none (0)
+    unless there are enough files whose extraction is costly, then one per CPU (the main
+    process mostly waits for them)."""
+    if configured is not None:
+        return configured
     heavy = sum(1 for entry in entries
                 if not entry.error and entry.path.lower().endswith(HEAVY_SUFFIXES))
     if heavy < POOL_MIN_FILES:
@@ -108,12 +108,12 @@ def _workers(entries: list[Entry], sizes: list[int]) -> int:
     return min(available, 8) if available > 1 else 0
 
 
-def _read_ahead(entries: list[Entry], sizes: list[int],
-                sink: readahead.Sink) -> readahead.ReadAhead | None:
-    """A :class:`~.readahead.ReadAhead` worker when it pays: unless ``$STET_WORKERS`` says
-    otherwise (0: everything in this process), when there is a second CPU and enough to
+def _read_ahead(entries: list[Entry], sizes: list[int], sink: readahead.Sink,
+                configured: int | None = None) -> readahead.ReadAhead | None:
+    """A :class:`~.readahead.ReadAhead` worker when it pays: unless the number of workers is
+    ``configured`` (0: everything in this process), when there is a second CPU and enough to
     read (:data:`READ_AHEAD_MIN_BYTES` or :data:`READ_AHEAD_MIN_FILES`)."""
-    if os.environ.get("STET_WORKERS", "").strip() or not readahead.available():
+    if configured is not None or not readahead.available():
         return None
     files = [(entry.path, entry.location) for entry in entries if not entry.error]
     if len(files) < READ_AHEAD_MIN_FILES and sum(sizes) < READ_AHEAD_MIN_BYTES:
