@@ -1,3 +1,5 @@
+# Over 400 lines for now: validation, export and the stet tag file are the seams to split
+# along (bags/validate.py, bags/export.py, bags/tagfile.py), left while bag export is edited.
 """BagIt (RFC 8493) out and in, with the Library of Congress ``bagit`` package.
 
 Export (:func:`export`) writes the raw documents as the payload under their original names,
@@ -50,8 +52,9 @@ from typing import Any, Callable, Iterable
 
 import bagit
 
-from . import __version__, store, timeutil
-from .errors import InvalidInput
+from . import store, timeutil
+from ._version import __version__
+from .errors import InvalidInput, arg
 from .system import open_regular, reason
 from .hashing import sha256_file
 
@@ -592,20 +595,49 @@ def export(archive, directory: str | os.PathLike, refs: Iterable[str | int] = ()
     target = os.path.abspath(os.fspath(directory))
     if os.path.lexists(target) and not (os.path.isdir(target) and not os.listdir(target)):
         raise InvalidInput(f"{directory}: exists and is not an empty folder")
-    parent_dir = os.path.dirname(target)
-    if not os.path.isdir(parent_dir):
-        raise InvalidInput(f"{directory}: the folder {parent_dir} does not exist")
+    created = _make_parents(directory, os.path.dirname(target))
     conn = archive.conn
     snapshot = not conn.in_transaction  # one read snapshot: what is hidden, and what is written
     if snapshot:
         conn.execute("BEGIN")
+    done = False
     try:
-        return _export(archive, target, refs, organization=organization, identifier=identifier,
-                       processes=processes, include_restricted=include_restricted,
-                       progress=progress)
+        summary = _export(archive, target, refs, organization=organization,
+                          identifier=identifier, processes=processes,
+                          include_restricted=include_restricted, progress=progress)
+        done = True
+        return summary
     finally:
         if snapshot and conn.in_transaction:
             conn.execute("ROLLBACK")  # a read: nothing to keep
+        if not done:
+            for folder in reversed(created):  # the folders made for a bag that failed
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+
+
+def _make_parents(directory, parent_dir: str) -> list[str]:
+    """Create the missing folders above the bag (``out/`` of ``out/transfer-42``), outermost
+    first; return those created, for removal if the export fails. A path in the way that is
+    not a folder is an error."""
+    missing = []
+    folder = parent_dir
+    while not os.path.isdir(folder):
+        if os.path.lexists(folder):
+            raise InvalidInput(f"{directory}: {folder} is not a folder")
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    created = []
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except OSError as exc:
+            for made in reversed(created):
+                with contextlib.suppress(OSError):
+                    os.rmdir(made)
+            raise InvalidInput(f"{directory}: cannot create {folder}: {exc.strerror}") from None
+        created.append(folder)
+    return created
 
 
 def _export(archive, target: str, refs: Iterable[str | int], *, organization: str | None,
@@ -695,8 +727,8 @@ def _selection(archive, refs: Iterable[str | int], hidden: set[int]) -> tuple[li
     named = [archive.resolve(ref) for ref in refs]
     for doc_id in named:
         if doc_id in hidden:
-            raise InvalidInput(f"document {doc_id} is restricted: give --include-restricted "
-                               "to export it")
+            raise InvalidInput(f"document {doc_id} is restricted: give "
+                               f"{arg('include_restricted')} to export it")
     chosen = set(named)
     frontier = set(chosen)
     while frontier:

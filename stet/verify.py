@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: one concern, checking an archive, whose checks share one read
+# transaction and one list of problems; splitting them would pass both through every call.
 """Fixity and consistency: every row held to the chain, the schema to its triggers, each event
 to its canonical bytes (DESIGN.md, invariants 1, 5 and 8). Every problem is reported.
 
@@ -79,7 +81,7 @@ def verify(conn, *, expect_head: tuple[int, str] | None = None,
         ("events", lambda: facts.problems),
         ("documents", lambda: check_documents(conn, facts, advance)),
         ("annotation revisions", lambda: check_revisions(conn, facts)),
-        ("current state", lambda: check_current_state(conn)),
+        ("current state", lambda: check_current_state(conn, moves=bool(facts.moves))),
         ("layers", lambda: check_layers(conn, facts)),
     ]
     if progress is None:
@@ -152,6 +154,8 @@ class _Facts:
         self.ingests: dict[Any, list[tuple]] = {}  # document -> [(seq, actor, time, values)]
         self.state: dict[Any, tuple] = {}  # document -> (seq, action, details) of the latest
         self.layers: dict[Any, list[tuple]] = {}  # layer id -> [(seq, subject, actor, time, details)]
+        self.layer_actions: dict[int, str] = {}  # seq -> the action that created a layer
+        self.moves: list[tuple[int, str, Any, Any]] = []  # (seq, action, from, into)
         self.imports: list[tuple[int, int, int, Any, Any]] = []  # (first, last, seq, count, sha)
         self.revision_events = 0
         self.problems: list[str] = []
@@ -184,12 +188,16 @@ class _Facts:
                 self.state[document] = (seq, action, details.get("title", _ABSENT),
                                         details.get("source", _ABSENT),
                                         details.get("restricted", _ABSENT))
-        elif action == "layer-add":
+        elif action in ("layer-add", "layer-rename", "layer-merge"):
             if not isinstance(details, dict):
-                self.problems.append(f"event {seq} (layer-add): details are not a JSON object")
+                self.problems.append(f"event {seq} ({action}): details are not a JSON object")
                 return
-            self.layers.setdefault(details.get("id"), []).append(
-                (seq, event["subject"], event["actor"], event["time"], details))
+            if action != "layer-merge":  # a rename creates the layer row of the new name
+                self.layers.setdefault(details.get("id"), []).append(
+                    (seq, event["subject"], event["actor"], event["time"], details))
+                self.layer_actions[seq] = action
+            if action != "layer-add":
+                self.moves.append((seq, action, details.get("from"), details.get("into")))
         elif action == "import":
             rows = details.get("rows") if isinstance(details, dict) else None
             if rows is None:
@@ -604,9 +612,10 @@ def _compare(where: str, revision: dict[str, Any], event: tuple) -> Iterator[str
 # -- the current state ----------------------------------------------------------------------
 
 
-def check_current_state(conn) -> Iterator[str]:
-    """The derived ``annotations`` table agrees with the latest revision of each annotation."""
-    rows = conn.execute(current_state_mismatches()).fetchall()
+def check_current_state(conn, *, moves: bool = False) -> Iterator[str]:
+    """The derived ``annotations`` table agrees with the latest revision of each annotation
+    (its layer followed through the chain's renames and merges, when it has ``moves``)."""
+    rows = conn.execute(current_state_mismatches(moves)).fetchall()
     for row in rows:
         yield f"annotation {row[0]}: current state does not match its latest revision"
     extra = conn.execute(
@@ -620,7 +629,9 @@ def check_current_state(conn) -> Iterator[str]:
 
 
 def check_layers(conn, facts: _Facts) -> Iterator[str]:
-    """Each layer against its one layer-add event; each layer-add event finds its layer."""
+    """Each layer against the one event that created it (``layer-add``, or the
+    ``layer-rename`` that gave a layer its new name); each such event finds its layer; each
+    rename and merge moves a layer that existed and was still open into one that was."""
     seen = set()
     for layer_id, name, description, colour, created_by, created in conn.execute(
         "SELECT id, name, description, colour, created_by, created FROM layers ORDER BY id"
@@ -634,6 +645,7 @@ def check_layers(conn, facts: _Facts) -> Iterator[str]:
         if len(events) > 1:
             yield f"{where}: {len(events)} layer-add events record it (events {', '.join(str(e[0]) for e in events)})"
         seq, subject, actor, time, details = events[0]
+        action = facts.layer_actions.get(seq, "layer-add")
         for column, value, expected in (
             ("name", name, details.get("name", _ABSENT)),
             ("description", description, details.get("description", _ABSENT)),
@@ -642,10 +654,37 @@ def check_layers(conn, facts: _Facts) -> Iterator[str]:
             ("created", created, time),
         ):
             if not _same(value, expected):
-                yield f"{where}: {column} is {_show(value)}, event {seq} (layer-add) records {_recorded(expected)}"
+                yield f"{where}: {column} is {_show(value)}, event {seq} ({action}) records {_recorded(expected)}"
         if subject != f"layer:{name}":
-            yield f"{where}: event {seq} (layer-add) names {_show(subject)}"
+            yield f"{where}: event {seq} ({action}) names {_show(subject)}"
     for layer_id, events in facts.layers.items():
         if layer_id not in seen:
             for event in events:
-                yield f"event {event[0]} (layer-add): layer {_show(layer_id)} does not exist"
+                action = facts.layer_actions.get(event[0], "layer-add")
+                yield f"event {event[0]} ({action}): layer {_show(layer_id)} does not exist"
+    yield from _check_moves(facts, seen)
+
+
+def _check_moves(facts: _Facts, layers: set) -> Iterator[str]:
+    """Renames and merges, in chain order: each from a layer that exists and has not moved
+    yet, into another that exists and has not moved (a rename: into the layer it created).
+    A published snapshot leaves out layers used only on withheld documents: there a rename
+    may come from no layer (``from`` null)."""
+    closed: dict[Any, int] = {}  # layer -> the event that moved it away
+    for seq, action, source, into in facts.moves:
+        where = f"event {seq} ({action})"
+        if source is None and action == "layer-rename" and facts.snapshot:
+            continue
+        for role, layer in (("from", source), ("into", into)):
+            if layer not in layers:
+                yield f"{where}: {role} layer {_show(layer)} does not exist"
+            elif layer in closed:
+                yield (f"{where}: {role} layer {_show(layer)} was already renamed or merged "
+                       f"(event {closed[layer]})")
+        if source == into:
+            yield f"{where}: moves layer {_show(source)} into itself"
+        if action == "layer-rename":
+            created = [e[0] for e in facts.layers.get(into, [])]
+            if seq not in created:
+                yield f"{where}: renames into layer {_show(into)}, which it did not create"
+        closed.setdefault(source, seq)

@@ -74,8 +74,8 @@ def test_ambiguous_quote_says_how_many_and_prefix_or_suffix_chooses(archive, doc
     with pytest.raises(Ambiguous) as error:
         archive.annotate(docs["mixed"], layer="x", quote="the cat")
     assert str(error.value) == (
-        f"document {docs['mixed']}: quote 'the cat' matches 2 places in the text: add --prefix "
-        "or --suffix (the text just before or after it) to choose one")
+        f"document {docs['mixed']}: quote 'the cat' matches 2 places in the text: add prefix "
+        "or suffix (the text just before or after it) to choose one")
     assert counts(archive) == before
     second = archive.annotate(docs["mixed"], layer="x", quote="the cat", prefix="and ", suffix=".")
     assert second["start"] == EMOJI.rindex("the cat")
@@ -97,10 +97,10 @@ def test_quote_not_found_and_with_context_not_found(archive, docs):
     ({"start": 6, "end": 2}, "span 6:2 is not within the text: need 0 <= start < end <= {n}"),
     ({"start": -1, "end": 2}, "span -1:2 is not within the text: need 0 <= start < end <= {n}"),
     ({"start": 0, "end": 999}, "span 0:999 is not within the text: need 0 <= start < end <= {n}"),
-    ({"start": 3}, "give both --start and --end (or --quote)"),
-    ({"start": 0, "end": 3, "quote": "x"}, "give either --start/--end or --quote, not both"),
-    ({"start": 0, "end": 3, "prefix": "x"}, "--prefix and --suffix go with --quote"),
-    ({}, "an annotation needs a span (--start/--end or --quote); only a reply (--reply-to) may have none"),
+    ({"start": 3}, "give both start and end (or quote)"),
+    ({"start": 0, "end": 3, "quote": "x"}, "give either start/end or quote, not both"),
+    ({"start": 0, "end": 3, "prefix": "x"}, "prefix and suffix go with quote"),
+    ({}, "an annotation needs a span (start/end or quote); only a reply (reply_to) may have none"),
     ({"start": 0, "end": 3, "motivation": "liking"}, "unknown motivation 'liking': use one of "
      "assessing, bookmarking, classifying, commenting, describing, editing, highlighting, "
      "identifying, linking, moderating, questioning, replying, tagging, correcting"),
@@ -157,8 +157,8 @@ def test_revise_refusals(archive, docs):
     a = archive.annotate(docs["ar"], layer="x", start=0, end=3)
     with pytest.raises(InvalidInput) as error:
         archive.revise(a["id"])
-    assert str(error.value) == ("nothing to revise: give --body, --start/--end, --quote, --tag "
-                                "or --motivation")
+    assert str(error.value) == ("nothing to revise: give body, start/end, quote, tags "
+                                "or motivation")
     with pytest.raises(InvalidInput) as error:
         archive.revise(a["id"], start=0, end=len(AR) + 1)
     assert "need 0 <= start < end" in str(error.value)
@@ -332,12 +332,12 @@ def test_cli_annotate_revise_retract_history(run, cli_docs):
     result = run("annotate", fa, "--layer", "entities", "--quote", "سازمان ملل متحد",
                  "--body", "United Nations", "--tag", "org", "--json", "--by", "ana")
     assert result.exit_code == 0, result.output
-    a = json.loads(result.output)
+    a = json.loads(result.stdout)  # stderr warns: a new layer
     assert set(a) == FIELDS and a["exact"] == "سازمان ملل متحد" and a["author"] == "ana"
     result = run("revise", a["id"], "--body", "UN", "--json", "--by", "bo")
     assert json.loads(result.output)["revision"] == 2
     other = json.loads(run("annotate", fa, "--layer", "claims", "--start", 0, "--end", 7,
-                           "--json").output)
+                           "--json").stdout)
     result = run("retract", other["id"], "--reason", "wrong layer")
     assert result.exit_code == 0 and "[retracted]" in result.output
     history = json.loads(run("history", a["id"], "--json").output)
@@ -390,3 +390,80 @@ def test_every_command_has_help_with_an_example(run):
                     ("retract",), ("annotations",), ("history",), ("export",), ("import",)):
         result = run(*command, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, command
+
+
+# -- refusals that are messages (issue 16, items 4 and 6) ------------------------------------
+
+
+def test_by_must_name_someone(run, cli_docs):
+    for by in ("", "  "):
+        result = run("annotate", cli_docs["fa"], "--layer", "x", "--start", 0, "--end", 3,
+                     "--by", by)
+        assert result.exit_code == 2 and result.stderr.endswith("Error: --by needs a name\n")
+    result = run("layer", "add", "claims", "--by", "")
+    assert result.exit_code == 2 and "--by needs a name" in result.stderr
+
+
+def test_the_same_span_twice_warns(run, cli_docs):
+    fa = cli_docs["fa"]
+    first = run("annotate", fa, "--layer", "entities", "--quote", "ملل", "--body", "UN", "--json")
+    number = json.loads(first.stdout)["id"]
+    again = run("annotate", fa, "--layer", "entities", "--quote", "ملل", "--body", "UN")
+    assert again.exit_code == 0
+    assert again.stderr == (f"Warning: annotation {number} already marks this span in layer "
+                            "'entities' with this body\n")
+    other = run("annotate", fa, "--layer", "entities", "--quote", "ملل", "--body", "other")
+    assert other.stderr == (f"Warning: annotation {number} already marks this span in layer "
+                            "'entities'\n")
+    elsewhere = run("annotate", fa, "--layer", "claims2", "--quote", "ملل", "--body", "UN")
+    assert "already marks" not in elsewhere.stderr  # another layer: only the new-layer warning
+
+
+def test_a_reply_takes_its_parents_document_and_layer(run, archive, docs):
+    parent = archive.annotate(docs["fa"], layer="claims", quote="سازمان ملل متحد", by="ana")
+    result = run("annotate", "--reply-to", parent["id"], "--body", "agreed", "--json")
+    assert result.exit_code == 0, result.output
+    reply = json.loads(result.stdout)
+    assert (reply["document"], reply["layer"], reply["reply_to"]) == (
+        docs["fa"], "claims", parent["id"])
+    result = run("annotate", "--reply-to", parent["id"], "--layer", "entities", "--body", "x")
+    assert result.exit_code == 1 and result.stderr == (
+        f"Error: annotation {parent['id']} is in layer 'claims', not 'entities': a reply is in "
+        "its parent's layer\n")
+    result = run("annotate", docs["ar"], "--reply-to", parent["id"], "--body", "x")
+    assert result.exit_code == 1 and "is on document" in result.stderr
+    result = run("annotate", "--layer", "claims", "--start", 0, "--end", 3)
+    assert result.exit_code == 2 and "give DOC" in result.stderr
+
+
+def test_an_empty_table_says_so(run, archive, docs):
+    result = run("annotations", docs["fa"], "--at", "2026-01-01")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, "", "no annotations at that instant\n")
+    result = run("annotations", docs["fa"])
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "no annotations\n")
+    for fmt, out in (("--json", "[]\n"), ("--nl", ""), ("--csv", "")):
+        result = run("annotations", docs["fa"], "--at", "2026-01-01", fmt)
+        assert (result.exit_code, result.stdout, result.stderr) == (0, out, "")
+
+
+def test_replies_are_listed_after_their_parent(run, archive, docs):
+    fa = docs["fa"]
+    late = archive.annotate(fa, layer="c", start=40, end=45, by="ana")
+    early = archive.annotate(fa, layer="c", start=0, end=5, by="ana")
+    r1 = archive.annotate(fa, layer="c", reply_to=late["id"], by="bo")
+    r2 = archive.annotate(fa, layer="c", reply_to=early["id"], by="bo")
+    r11 = archive.annotate(fa, layer="c", reply_to=r1["id"], by="cy")
+    r3 = archive.annotate(fa, layer="c", reply_to=late["id"], by="bo")
+    expected = [early["id"], r2["id"], late["id"], r1["id"], r11["id"], r3["id"]]
+    assert [a["id"] for a in archive.annotations(fa)] == expected
+    assert [a["id"] for a in json.loads(run("annotations", fa, "--json").stdout)] == expected
+    assert [json.loads(x)["id"] for x in run("annotations", fa, "--nl").stdout.splitlines()] \
+        == expected
+    assert [int(x.split(",")[0]) for x in run("annotations", fa, "--csv").stdout.splitlines()[1:]] \
+        == expected
+    assert [int(x.split()[0]) for x in run("annotations", fa).stdout.splitlines()[2:]] == expected
+    # a reply whose parent is not listed stands where its thread's span starts
+    archive.retract(late["id"], by="ana")
+    assert [a["id"] for a in archive.annotations(fa)] == [
+        early["id"], r2["id"], r1["id"], r11["id"], r3["id"]]

@@ -163,8 +163,10 @@ def test_import_refuses_a_malformed_file_whole(source, tmp_path, folder):
     }
     unknown = json.loads(good[0])
     unknown["target"]["source"] = "urn:sha256:" + "0" * 64
-    cases["unknown.jsonl"] = (json.dumps(unknown), "unknown.jsonl: line 1: no document with "
-                              "SHA-256 " + "0" * 64 + " in this archive")
+    cases["unknown.jsonl"] = (json.dumps(unknown), "unknown.jsonl: 1 annotation on documents "
+                              "this archive does not hold (the first: line 1, urn:sha256:"
+                              + "0" * 64 + "); nothing was imported (skip_missing imports "
+                              "the rest)")
     moved = json.loads(good[0])
     moved["target"]["selector"][0]["exact"] = "حقوق زن"
     at = FA.index("سازمان")
@@ -228,7 +230,7 @@ def test_foreign_annotation_with_a_plain_body_and_an_https_id(source, tmp_path, 
 def test_brat_standoff(source):
     assert exported(source, documents=[1], fmt="brat") == (
         f"T1\tentities {FA.index('سازمان')} {FA.index('سازمان') + 15}\tسازمان ملل متحد\n"
-        "#1\tAnnotatorNotes T1\tUnited Nations\n")
+        "#1\tAnnotatorNotes T1\tUnited Nations | tags: org | reply by cy: agreed\n")
     with pytest.raises(InvalidInput, match="give exactly one DOC"):
         exported(source, fmt="brat")
 
@@ -251,3 +253,45 @@ def test_cli_export_and_import(run, source, tmp_path, folder):
     assert result.output == f"Error: {tmp_path / 'nothing-here'}: no such file or directory\n"
     result = run("export", "--format", "brat", "-o", tmp_path / "x.ann", db=source.path)
     assert result.exit_code == 1 and not (tmp_path / "x.ann").exists()
+
+
+# -- brat with its text, and documents that are missing (issue 16, item 8) -------------------
+
+
+def test_brat_writes_the_text_beside_the_standoff(run, source, tmp_path):
+    ann = tmp_path / "fa.ann"
+    result = run("export", "1", "--format", "brat", "-o", ann, db=source.path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fa.txt").read_text(encoding="utf-8") == source.text(1)
+    lines = ann.read_text(encoding="utf-8").splitlines()
+    start = FA.index("سازمان")
+    assert lines == [f"T1\tentities {start} {start + 15}\tسازمان ملل متحد",
+                     "#1\tAnnotatorNotes T1\tUnited Nations | tags: org | reply by cy: agreed"]
+    assert source.text(1)[start:start + 15] == "سازمان ملل متحد"
+    for args in ((), ("-o", tmp_path / "fa.txt")):
+        result = run("export", "1", "--format", "brat", *args, db=source.path)
+        assert result.exit_code == 2 and "brat needs -o NAME.ann" in result.stderr
+
+
+def test_import_counts_annotations_on_missing_documents(run, source, tmp_path, folder):
+    out = tmp_path / "all.jsonl"
+    assert run("export", "--history", "--format", "jsonl", "-o", out, db=source.path).exit_code == 0
+    only_fa = tmp_path / "only-fa"
+    only_fa.mkdir()
+    (only_fa / "fa.txt").write_bytes(next(p for p in folder.iterdir() if "fa" in p.name)
+                                     .read_bytes())
+    fresh = tmp_path / "fresh.db"
+    Archive(fresh).ingest([only_fa], by="x")
+    before = Archive(fresh).head()
+    result = run("import", out, db=fresh)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {out}: 2 annotations on documents this archive "
+                                    "does not hold (the first: line ")
+    assert result.stderr.endswith("nothing was imported (--skip-missing imports the rest)\n")
+    assert Archive(fresh).head() == before  # nothing written
+    result = run("import", out, "--skip-missing", db=fresh)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (f"{out}: 3 new annotations, 5 revisions, 0 already here, "
+                             "2 left out (their documents are not in this archive)\n")
+    result = run("import", out, "--skip-missing", "--json", db=fresh)
+    assert json.loads(result.stdout)["missing"] == 2 and Archive(fresh).verify() == []

@@ -16,8 +16,9 @@ from .importer import CLOCK_SKEW_MINUTES, CLOCK_SKEW_US, Importer, import_files
 from .files import parsed_batches
 from .model import (
     Span, add_layer, annotate, check_layer_name, check_motivation, check_tags,
-    document_text, event_details, get, history, layer_id, layers, parse_overlap, query,
-    retract, revise, revisions_digest, rows_digest,
+    document_text, event_details, get, history, layer_id, layers, merge_layers, moves,
+    parse_overlap, query, rename_layer, retract, revise, revisions_digest, rows_digest,
+    threaded,
 )
 from .schema import FIELDS, INSERT_REVISION, MOTIVATIONS, REVISION_COLUMNS, state_at
 
@@ -25,6 +26,7 @@ __all__ = [
     "CLOCK_SKEW_MINUTES", "CLOCK_SKEW_US", "FIELDS", "INSERT_REVISION", "Importer",
     "MOTIVATIONS", "REVISION_COLUMNS", "Span", "add_layer", "annotate", "check_layer_name",
     "check_motivation", "check_tags", "document_text", "event_details", "get", "history",
-    "import_files", "layer_id", "layers", "parse_overlap", "parsed_batches", "query",
-    "retract", "revise", "revisions_digest", "rows_digest", "state_at",
+    "import_files", "layer_id", "layers", "merge_layers", "moves", "parse_overlap",
+    "parsed_batches", "query", "rename_layer", "retract", "revise", "revisions_digest",
+    "rows_digest", "state_at", "threaded",
 ]

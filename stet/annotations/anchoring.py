@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..errors import Ambiguous, InvalidInput, NotFound
+from ..errors import Ambiguous, InvalidInput, NotFound, arg
 
 #: Code points of context kept on each side of a span.
 CONTEXT = 32
@@ -77,7 +77,8 @@ def find_quote(text: str, quote: str, prefix: str | None = None,
     if len(starts) > 1:
         raise Ambiguous(
             f"quote {_show(quote)} matches {len(starts)} places in the text{context}: "
-            "add --prefix or --suffix (the text just before or after it) to choose one"
+            f"add {arg('prefix')} or {arg('suffix')} (the text just before or after it) "
+            "to choose one"
         )
     return anchor(text, starts[0], starts[0] + len(quote))
 

@@ -22,12 +22,12 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from .. import store, timeutil
-from ..errors import InvalidInput, NotFound, StetError
+from ..errors import InvalidInput, NotFound, StetError, arg
 from ..provenance import Chain
 from . import anchoring
 from .files import file_sha256, files, parsed_batches, read
-from .model import check_layer_name, check_motivation, check_tags, layer_id
-from .schema import CURRENT_FROM_IMPORT, INSERT_REVISION, MOTIVATIONS
+from .model import add_layer, check_colour, check_layer_name, check_motivation, check_tags, find_layer
+from .schema import CURRENT_FROM_IMPORT, INSERT_REVISION, MOTIVATIONS, layer_targets
 from .w3c import parse
 from .worker import parse_in_worker, worth_a_worker
 
@@ -43,6 +43,8 @@ CLOCK_SKEW_US = CLOCK_SKEW_MINUTES * 60 * 1_000_000
 TEXT_BUDGET = 32 << 20
 
 _MOTIVATIONS = frozenset(MOTIVATIONS)
+#: What :meth:`Importer._row` returns for an annotation whose document is not here.
+_MISSING = object()
 _NO_SPAN = (None,) * 5
 #: What an import compares of a stored revision with the file's, when it meets an IRI it
 #: holds (see :meth:`Importer._same`, which reads them by position).
@@ -50,7 +52,11 @@ _COMPARED = ("body, author, modified_us, status, motivation, reason, creator, cr
              'start, "end", exact, tags, reply_to, layer, document')
 #: An import's lookup of annotations by uuid: a :class:`Known`, then the current state's
 #: revision number and :data:`_COMPARED`.
-_LOOKUP = ("SELECT uuid, id, revision, modified_us, status = 'retracted', document, layer, "
+#: (The layer a :class:`Known` keeps is the one its revisions are made in, revision 1's:
+#: the current state's may differ, after a layer was renamed or merged.)
+_LOOKUP = ("SELECT uuid, id, revision, modified_us, status = 'retracted', document, "
+           "(SELECT r.layer FROM annotation_revisions r WHERE r.annotation = annotations.id "
+           "AND r.revision = 1), "
            f"creator, created, reply_to, revision, {_COMPARED} FROM annotations "
            "WHERE uuid IN ({})")
 _STORED_REVISIONS = (f"SELECT annotation, revision, {_COMPARED} FROM annotation_revisions "
@@ -58,11 +64,17 @@ _STORED_REVISIONS = (f"SELECT annotation, revision, {_COMPARED} FROM annotation_
 
 
 def import_files(conn, chain: Chain, paths: Iterable[str | os.PathLike], *, by: str,
-                 progress: Callable[[Path], Any] | None = None) -> list[dict[str, Any]]:
+                 progress: Callable[[Path], Any] | None = None,
+                 skip_missing: bool = False) -> list[dict[str, Any]]:
     """Import W3C files into the archive, one event per file, inside the caller's
     transaction (so a malformed file anywhere writes nothing); one result per file.
-    ``progress(path)`` is called after each file."""
-    importer = Importer(conn, chain, by=by)
+    ``progress(path)`` is called after each file.
+
+    A file holding annotations on documents this archive does not have is refused (the
+    error says how many such annotations, and the first), unless ``skip_missing``: then
+    they (with their replies and revisions) are left out, and the file's result counts
+    them (``missing``)."""
+    importer = Importer(conn, chain, by=by, skip_missing=skip_missing)
     results = []
     with store.page_cache(conn, 256):  # random uuids spread over the index
         for path in files(paths):
@@ -76,8 +88,14 @@ def import_files(conn, chain: Chain, paths: Iterable[str | os.PathLike], *, by: 
                         counts = importer.run_batches(batches)
                 else:
                     counts = importer.run(read(path), parse)
+                if counts.get("missing") and not skip_missing:
+                    n, first = counts["missing"], importer.first_missing
+                    raise InvalidInput(
+                        f"{n} annotation{'' if n == 1 else 's'} on documents this archive does "
+                        f"not hold (the first: {first}); nothing was imported "
+                        f"({arg('skip_missing')} imports the rest)")
             except StetError as exc:
-                raise InvalidInput(f"{path}: {exc}") from None
+                raise InvalidInput(f"{path}: {exc.message}") from None
             result = {"file": str(path), "sha256": digest[0] if digest else file_sha256(path),
                       **counts}
             chain.append(actor=by, action="import", subject=f"file:{path.name}",
@@ -155,8 +173,12 @@ class Importer:
 
     BATCH = 5000
 
-    def __init__(self, conn, chain: Chain, *, by: str) -> None:
+    def __init__(self, conn, chain: Chain, *, by: str, skip_missing: bool = False) -> None:
         self.conn, self.chain, self.by = conn, chain, by
+        self.skip_missing = skip_missing
+        self.missing: set[str] = set()  # uuids left out: their documents are not here
+        self.first_missing: str | None = None  # where the first of them is, and its document
+        self.targets: dict[int, int] | None = None  # layer -> where it moved (read when needed)
         self.next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM annotations").fetchone()[0]
         self.first_id = self.next_id  # annotations numbered from here are new in this import
         self.before: int | None = None  # the last revision row before this import wrote
@@ -183,6 +205,7 @@ class Importer:
         from a worker process: :func:`stet.annotations.worker.parse_in_worker`)."""
         counts = {"annotations": 0, "revisions": 0, "skipped": 0, "conflicts": 0}
         self.written, self.digest = 0, hashlib.sha256()
+        missing_before = len(self.missing)
         first: list[str] = []
         for batch in batches:
             self._batch(batch, counts, first)
@@ -190,6 +213,8 @@ class Importer:
             counts["first_conflict"] = first[0]
         else:
             del counts["conflicts"]
+        if len(self.missing) > missing_before:
+            counts["missing"] = len(self.missing) - missing_before
         return counts
 
     def _batch(self, batch, counts, first_conflict: list[str]) -> None:
@@ -201,9 +226,14 @@ class Importer:
             try:
                 row = self._row(parsed)
             except StetError as exc:
-                raise InvalidInput(f"{where}: {exc}") from None
+                raise InvalidInput(f"{where}: {exc.message}") from None
             if row is None:
                 skipped.append(parsed)
+                continue
+            if row is _MISSING:
+                if self.first_missing is None:
+                    self.first_missing = (f"{where}, urn:sha256:{parsed['source']}"
+                                          if parsed["source"] else where)
                 continue
             rows.append(row)
             counts["revisions"] += 1
@@ -284,14 +314,21 @@ class Importer:
             return False
         parent = self.known.get(p["parent"]) if p["parent"] is not None else None
         return ((parent.id if parent is not None else None) == s[12]
-                and (self.layers.get(p["layer"]) or self._existing_layer(p["layer"])) == s[13]
+                and (self.layers.get(p["layer"]) or self._existing_layer(p["layer"]))
+                == self._target(s[13])
                 and (p["source"] is None or self._document_id(p["source"]) == s[14]))
 
     def _existing_layer(self, name: str) -> int | None:
-        row = self.conn.execute("SELECT id FROM layers WHERE name = ?", (name,)).fetchone()
-        if row is not None:
-            self.layers[name] = row[0]
-        return row[0] if row else None
+        found = find_layer(self.conn, name)
+        if found is not None:
+            self.layers[name] = found[0]
+        return found[0] if found else None
+
+    def _target(self, layer: int | None) -> int | None:
+        """Where a layer's annotations are now (itself, unless it was renamed or merged)."""
+        if self.targets is None:
+            self.targets = dict(self.conn.execute(layer_targets()).fetchall())
+        return self.targets.get(layer, layer)
 
     def _document_id(self, sha: str) -> int | None:
         if sha not in self.document_ids:
@@ -342,6 +379,10 @@ class Importer:
     def _row(self, p: dict[str, Any]) -> tuple | None:
         uuid = p["uuid"]
         state = self.known.get(uuid)
+        if state is None and (uuid in self.missing or p["parent"] in self.missing or (
+                p["source"] is not None and self._document_id(p["source"]) is None)):
+            self.missing.add(uuid)  # its document is not here (or its parent's is not)
+            return _MISSING
         revision = p["revision"]
         if state is not None and (revision is None or revision <= state.revision):
             return None  # already here: idempotent by IRI
@@ -385,13 +426,14 @@ class Importer:
             else:  # no position, a bad one or another quote: checked and found as it may be
                 span = tuple(anchoring.reanchor(text, start, end, exact, p["prefix"],
                                                 p["suffix"]))
-        layer = self.layers.get(p["layer"]) or self._layer(p["layer"])
+        layer = self.layers.get(p["layer"]) or self._layer(p["layer"], p)
         if state is None:
             number = self.next_id
             self.next_id += 1
             state = self.known[uuid] = Known(number, 0, p["modified_us"], False, document,
                                              layer, p["creator"], p["created"], reply_to)
-        elif state.identity() != (document, layer, p["creator"], p["created"], reply_to):
+        elif (state.document, self._target(state.layer), state.creator, state.created,
+              state.reply_to) != (document, layer, p["creator"], p["created"], reply_to):
             raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} does not keep its "
                                "annotation's document, layer, creator, created or reply_to")
         elif p["modified_us"] < state.modified_us:
@@ -409,7 +451,7 @@ class Importer:
         motivation = p["motivation"]
         if motivation not in _MOTIVATIONS:
             check_motivation(motivation)
-        return (state.id, revision, uuid, document, layer, reply_to, *span, p["body"],
+        return (state.id, revision, uuid, document, state.layer, reply_to, *span, p["body"],
                 motivation, stored_tags, p["creator"], p["author"], p["created"], p["modified"],
                 p["modified_us"], p["status"], p["reason"])
 
@@ -420,9 +462,18 @@ class Importer:
             return f"urn:uuid:{p['uuid']} was created {p['created']}, {skew}"
         return f"revision {revision} of urn:uuid:{p['uuid']} is dated {p['modified']}, {skew}"
 
-    def _layer(self, name: str) -> int:
+    def _layer(self, name: str, parsed: dict[str, Any] | None = None) -> int:
+        """A layer by name (followed to where a renamed or merged one went), created on
+        first use with the colour and description the file gives it."""
         found = self.layers.get(name)
         if found is None:
-            found = self.layers[name] = layer_id(self.conn, self.chain, check_layer_name(name),
-                                                 by=self.by)
+            existing = find_layer(self.conn, check_layer_name(name))
+            if existing is not None:
+                found = existing[0]
+            else:
+                parsed = parsed or {}
+                found = add_layer(self.conn, self.chain, name, by=self.by,
+                                  description=parsed.get("layer_description"),
+                                  colour=check_colour(parsed.get("layer_colour")))["id"]
+            self.layers[name] = found
         return found

@@ -27,11 +27,12 @@ from typing import Any, Iterable, Iterator
 import orjson
 
 from .. import timeutil
-from ..errors import InvalidInput, NotFound, StetError
+from ..errors import InvalidInput, NotFound, StetError, arg
 from ..hashing import sha256_json
 from ..provenance import Chain
 from . import anchoring
-from .schema import FIELDS, INSERT_REVISION, MOTIVATIONS, REVISION_COLUMNS, select, state_at
+from .schema import (FIELDS, INSERT_REVISION, LAYER_MOVES, MOTIVATIONS, REVISION_COLUMNS,
+                     layer_targets, select, state_at)
 
 _MOTIVATIONS = frozenset(MOTIVATIONS)
 #: An annotation's JSON from the current state ``a`` (or, with ``revisions``, a revision),
@@ -59,42 +60,44 @@ class Span:
     def resolve(self, text: str, document: int) -> anchoring.Anchor:
         if self.quote is not None:
             if self.start is not None or self.end is not None:
-                raise InvalidInput("give either --start/--end or --quote, not both")
+                raise InvalidInput(f"give either {arg('start')}/{arg('end')} or {arg('quote')}, "
+                                   "not both")
             try:
                 return anchoring.find_quote(text, self.quote, self.prefix, self.suffix)
             except StetError as exc:
-                raise type(exc)(f"document {document}: {exc}") from None
+                raise type(exc)(f"document {document}: {exc.message}") from None
         if self.prefix is not None or self.suffix is not None:
-            raise InvalidInput("--prefix and --suffix go with --quote")
+            raise InvalidInput(f"{arg('prefix')} and {arg('suffix')} go with {arg('quote')}")
         if self.start is None or self.end is None:
-            raise InvalidInput("give both --start and --end (or --quote)")
+            raise InvalidInput(f"give both {arg('start')} and {arg('end')} (or {arg('quote')})")
         try:
             return anchoring.anchor(text, self.start, self.end)
         except StetError as exc:
-            raise type(exc)(f"document {document}: {exc}") from None
+            raise type(exc)(f"document {document}: {exc.message}") from None
 
 
 # -- layers -----------------------------------------------------------------------------
 
 
 def layers(conn) -> list[dict[str, Any]]:
+    """The current layers (not those renamed or merged away), with how many active
+    annotations each holds."""
+    moved = moves(conn)
     rows = conn.execute(
         "SELECT l.id, l.name, l.description, l.colour, l.created_by, l.created, "
         "(SELECT count(*) FROM annotations a WHERE a.layer = l.id AND a.status = 'active') "
         "FROM layers l ORDER BY l.id"
     )
     keys = ("id", "name", "description", "colour", "created_by", "created", "annotations")
-    return [dict(zip(keys, row)) for row in rows]
+    return [dict(zip(keys, row)) for row in rows if row[0] not in moved]
 
 
 def add_layer(conn, chain: Chain, name: str, *, by: str, description: str | None = None,
               colour: str | None = None) -> dict[str, Any]:
     """Create a layer (an event); an existing name is an error."""
     name = check_layer_name(name)
-    if colour is not None and not _COLOUR.fullmatch(colour):
-        raise InvalidInput(f"colour {colour!r}: give #rgb, #rrggbb or a CSS colour name")
-    if conn.execute("SELECT 1 FROM layers WHERE name = ?", (name,)).fetchone():
-        raise InvalidInput(f"layer {name!r} already exists")
+    colour = check_colour(colour)
+    _check_new_name(conn, name)
     time = timeutil.iso(timeutil.now())
     cursor = conn.execute(
         "INSERT INTO layers (name, description, colour, created_by, created) VALUES (?, ?, ?, ?, ?)",
@@ -107,6 +110,12 @@ def add_layer(conn, chain: Chain, name: str, *, by: str, description: str | None
     return record
 
 
+def check_colour(colour: str | None) -> str | None:
+    if colour is not None and not _COLOUR.fullmatch(colour):
+        raise InvalidInput(f"colour {colour!r}: give #rgb, #rrggbb or a CSS colour name")
+    return colour
+
+
 def check_layer_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("a layer needs a name")
@@ -115,37 +124,191 @@ def check_layer_name(name: str) -> str:
     return name
 
 
-def layer_id(conn, chain: Chain | None, name: str, *, by: str, create: bool = True) -> int:
-    """The id of a layer by name, created (with its event) on first use."""
+def _check_new_name(conn, name: str) -> None:
+    """A name for a new layer row: never one a layer has or had (names are never reused,
+    so that every event naming a layer keeps meaning that layer)."""
     row = conn.execute("SELECT id FROM layers WHERE name = ?", (name,)).fetchone()
-    if row:
-        return row[0]
+    if row is None:
+        return
+    moved = moves(conn)
+    if row[0] in moved:
+        now = _layer_name(conn, follow(moved, row[0]))
+        raise InvalidInput(f"layer {name!r} existed and is now {now!r}; a layer name is never "
+                           "used twice")
+    raise InvalidInput(f"layer {name!r} already exists")
+
+
+def moves(conn) -> dict[int, tuple[int, int, str]]:
+    """The layers renamed or merged away: ``{layer id: (into layer id, event seq, action)}``,
+    read from the chain's ``layer-rename`` and ``layer-merge`` events (the record: a layer
+    row never changes)."""
+    return {row[0]: (row[1], row[2], row[3]) for row in conn.execute(
+        "SELECT json_extract(details, '$.from'), json_extract(details, '$.into'), seq, action "
+        f"FROM events WHERE action IN ({', '.join(repr(a) for a in LAYER_MOVES)}) "
+        "AND json_extract(details, '$.from') IS NOT NULL ORDER BY seq")}
+
+
+def follow(moved: dict[int, tuple[int, int, str]], layer: int) -> int:
+    """Where a layer's annotations are now: the end of its renames and merges."""
+    seen = {layer}
+    while layer in moved:
+        layer = moved[layer][0]
+        if layer in seen:  # a cycle cannot be written; verify reports a forged one
+            break
+        seen.add(layer)
+    return layer
+
+
+def _layer_name(conn, layer: int) -> str:
+    row = conn.execute("SELECT name FROM layers WHERE id = ?", (layer,)).fetchone()
+    return row[0] if row else str(layer)
+
+
+def find_layer(conn, name: str, *, moved: dict | None = None) -> tuple[int, str | None] | None:
+    """A layer by name, followed to where its annotations are now: ``(id, note)``, where
+    ``note`` says it was renamed or merged (None if it was not); None if no layer ever had
+    that name."""
+    row = conn.execute("SELECT id FROM layers WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    moved = moves(conn) if moved is None else moved
+    if row[0] not in moved:
+        return row[0], None
+    target = follow(moved, row[0])
+    how = "renamed" if moved[row[0]][2] == "layer-rename" else "merged"
+    return target, (f"layer {name!r} was {how} (event {moved[row[0]][1]}); its annotations "
+                    f"are in {_layer_name(conn, target)!r}")
+
+
+def current_layer(conn, name: str) -> int:
+    """A current layer (not renamed or merged away) by name; an error otherwise."""
+    found = find_layer(conn, name)
+    if found is None:
+        raise NotFound(f"no layer {name!r}")
+    if found[1] is not None:
+        raise InvalidInput(found[1])
+    return found[0]
+
+
+def layer_id(conn, chain: Chain | None, name: str, *, by: str, create: bool = True,
+             warn=None) -> int:
+    """The id of a layer by name, created (with its event) on first use. A layer renamed or
+    merged away gives the layer its annotations went to. ``warn`` (a callable) is told when
+    a layer is created, or a name was followed to another layer."""
+    found = find_layer(conn, name)
+    if found is not None:
+        if found[1] is not None and warn is not None:
+            warn(f"{found[1]}; this annotation goes there too")
+        return found[0]
     if not create or chain is None:
         raise NotFound(f"no layer {name!r}")
+    if warn is not None:
+        existing = [layer["name"] for layer in layers(conn)]
+        listed = (": " + ", ".join(existing)) if existing else ""
+        warn(f"new layer {name!r} ({len(existing)} layer{'' if len(existing) == 1 else 's'} "
+             f"existed{listed})")
     return add_layer(conn, chain, name, by=by)["id"]
+
+
+def rename_layer(conn, chain: Chain, old: str, new: str, *, by: str,
+                 reason: str | None = None) -> dict[str, Any]:
+    """Rename a layer: a new layer row named ``new`` (the old row, like every row, stays as
+    it was), its annotations moved there in the current state, and a ``layer-rename``
+    event that records both and is the new row's creation."""
+    source = current_layer(conn, check_layer_name(old))
+    new = check_layer_name(new)
+    if new == old:
+        raise InvalidInput(f"layer {old!r} already has that name")
+    existing = find_layer(conn, new)
+    if existing is not None and existing[1] is None:
+        raise InvalidInput(f"layer {new!r} exists: merge {old!r} into it to put its "
+                           "annotations there")
+    _check_new_name(conn, new)
+    description, colour = conn.execute(
+        "SELECT description, colour FROM layers WHERE id = ?", (source,)).fetchone()
+    time = timeutil.iso(timeutil.now())
+    cursor = conn.execute(
+        "INSERT INTO layers (name, description, colour, created_by, created) VALUES (?, ?, ?, ?, ?)",
+        (new, description, colour, by, time))
+    record = {"id": cursor.lastrowid, "name": new, "description": description,
+              "colour": colour, "from": source, "from_name": old, "into": cursor.lastrowid,
+              "reason": reason}
+    moved = conn.execute("UPDATE annotations SET layer = ? WHERE layer = ?",
+                         (record["id"], source)).rowcount
+    chain.append(time=time, actor=by, action="layer-rename", subject=f"layer:{new}",
+                 details=record)
+    return {**record, "created_by": by, "created": time, "annotations": moved}
+
+
+def merge_layers(conn, chain: Chain, source: str, into: str, *, by: str,
+                 reason: str | None = None) -> dict[str, Any]:
+    """Merge layer ``source`` into layer ``into``: every annotation of ``source`` is in
+    ``into`` from now on (in the current state; its revisions keep the layer they were
+    made in), ``source`` is closed, and a ``layer-merge`` event records it."""
+    source_id = current_layer(conn, check_layer_name(source))
+    into_id = current_layer(conn, check_layer_name(into))
+    if source_id == into_id:
+        raise InvalidInput(f"layer {source!r} cannot be merged into itself")
+    time = timeutil.iso(timeutil.now())
+    moved = conn.execute("UPDATE annotations SET layer = ? WHERE layer = ?",
+                         (into_id, source_id)).rowcount
+    record = {"from": source_id, "from_name": source, "into": into_id, "into_name": into,
+              "reason": reason}
+    chain.append(time=time, actor=by, action="layer-merge", subject=f"layer:{source}",
+                 details=record)
+    return {**record, "by": by, "time": time, "annotations": moved}
 
 
 # -- writing ----------------------------------------------------------------------------
 
 
-def annotate(conn, chain: Chain, document: int, *, layer: str, body: str = "", by: str,
-             span: Span | None = None, motivation: str | None = None,
-             tags: Iterable[str] = (), reply_to: int | None = None) -> dict[str, Any]:
-    """Create an annotation (revision 1) on a document's text; returns its JSON."""
+def annotate(conn, chain: Chain, document: int | None, *, layer: str | None, body: str = "",
+             by: str, span: Span | None = None, motivation: str | None = None,
+             tags: Iterable[str] = (), reply_to: int | None = None,
+             warn=None) -> dict[str, Any]:
+    """Create an annotation (revision 1) on a document's text; returns its JSON.
+
+    A reply (``reply_to``) is on its parent's document and in its parent's layer: either
+    may be left out (None), and giving another is an error. ``warn`` (a callable, or None)
+    is told what the caller should know but that does not stop the annotation: a layer
+    created by this call, a layer name that was renamed or merged, and an active annotation
+    that already marks the same span in the same layer (with the same body, or not)."""
     span = span or Span()
     parent = None
     if reply_to is not None:
         parent = get(conn, reply_to)
-        if parent["document"] != document:
+        if document is None:
+            document = parent["document"]
+        elif parent["document"] != document:
             raise InvalidInput(
                 f"annotation {reply_to} is on document {parent['document']}, not {document}"
             )
+        if layer is None:
+            layer = parent["layer"]
     elif not span.given:
-        raise InvalidInput("an annotation needs a span (--start/--end or --quote); "
-                           "only a reply (--reply-to) may have none")
+        raise InvalidInput(f"an annotation needs a span ({arg('start')}/{arg('end')} or "
+                           f"{arg('quote')}); only a reply ({arg('reply_to')}) may have none")
+    if document is None:
+        raise InvalidInput("an annotation needs a document (only a reply takes its parent's)")
+    if layer is None:
+        raise InvalidInput(f"an annotation needs a layer ({arg('layer')}; only a reply takes "
+                           "its parent's)")
     motivation = check_motivation(motivation or ("replying" if parent else "commenting"))
     anchor = span.resolve(document_text(conn, document), document) if span.given else None
-    layer_number = layer_id(conn, chain, check_layer_name(layer), by=by)
+    check_layer_name(layer)
+    if parent is not None:
+        found = find_layer(conn, layer)
+        parent_layer = conn.execute("SELECT layer FROM annotations WHERE id = ?",
+                                    (reply_to,)).fetchone()[0]
+        if found is None or found[0] != parent_layer:
+            raise InvalidInput(f"annotation {reply_to} is in layer {parent['layer']!r}, not "
+                               f"{layer!r}: a reply is in its parent's layer")
+        layer_number = parent_layer
+    else:
+        layer_number = layer_id(conn, chain, layer, by=by, warn=warn)
+    if anchor is not None and warn is not None:
+        for same in _same_span(conn, document, layer_number, anchor, body):
+            warn(same)
     number = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM annotations").fetchone()[0]
     moment = timeutil.now()
     now, now_us = timeutil.iso(moment), timeutil.micros(moment)
@@ -156,14 +319,28 @@ def annotate(conn, chain: Chain, document: int, *, layer: str, body: str = "", b
     return _write(conn, chain, row, action="annotate", actor=by)
 
 
+def _same_span(conn, document: int, layer: int, anchor: anchoring.Anchor,
+               body: str) -> Iterator[str]:
+    """What to say of active annotations that already mark this span in this layer: the
+    first with the same body, else the first with another."""
+    rows = conn.execute(
+        'SELECT a.id, l.name, a.body = ? FROM annotations a JOIN layers l ON l.id = a.layer '
+        'WHERE a.document = ? AND a.start = ? AND a."end" = ? AND a.layer = ? '
+        "AND a.status = 'active' ORDER BY a.body = ? DESC, a.id LIMIT 1",
+        (body, document, anchor.start, anchor.end, layer, body)).fetchall()
+    for number, name, same_body in rows:
+        yield (f"annotation {number} already marks this span in layer {name!r}"
+               + (" with this body" if same_body else ""))
+
+
 def revise(conn, chain: Chain, annotation: int, *, by: str, body: str | None = None,
            span: Span | None = None, tags: Iterable[str] | None = None,
            motivation: str | None = None) -> dict[str, Any]:
     """Append a revision: what is given changes, the rest is kept."""
     span = span or Span()
     if body is None and not span.given and tags is None and motivation is None:
-        raise InvalidInput("nothing to revise: give --body, --start/--end, --quote, --tag "
-                           "or --motivation")
+        raise InvalidInput(f"nothing to revise: give {arg('body')}, {arg('start')}/{arg('end')}, "
+                           f"{arg('quote')}, {arg('tags')} or {arg('motivation')}")
     last = _last_revision(conn, annotation)
     if last["status"] == "retracted":
         raise InvalidInput(f"annotation {annotation} is retracted; it cannot be revised")
@@ -345,9 +522,9 @@ def parse_overlap(value: str) -> tuple[int, int]:
     try:
         low, high = (int(part) for part in value.split(":"))
     except ValueError:
-        raise InvalidInput(f"--overlapping {value!r}: give N:M, two integers") from None
+        raise InvalidInput(f"{arg('overlapping')} {value!r}: give N:M, two integers") from None
     if not low < high:
-        raise InvalidInput(f"--overlapping {value!r}: N must be less than M")
+        raise InvalidInput(f"{arg('overlapping')} {value!r}: N must be less than M")
     return low, high
 
 
@@ -356,12 +533,23 @@ def query(conn, *, document: int | None = None, layer: str | None = None,
           overlapping: tuple[int, int] | None = None,
           include_retracted: bool = False) -> Iterator[dict[str, Any]]:
     """Annotations now (from ``annotations``) or at a past instant (from the revisions,
-    :func:`~stet.annotations.schema.state_at`), streamed in document and span order.
+    :func:`~stet.annotations.schema.state_at`), streamed in document and span order, each
+    reply right after its parent (threaded, at any depth: :func:`threaded`).
 
     ``overlapping=(n, m)`` selects spans with ``start < m and n < end`` (half-open);
     ``author`` matches the creator; ``at`` is an ISO 8601 instant or microseconds. A layer
-    or instant that does not exist or parse is refused at the call."""
+    or instant that does not exist or parse is refused at the call. A layer renamed or
+    merged away selects the layer its annotations went to; at a past instant, each
+    annotation is in the layer it was in then (the renames and merges made by then)."""
     where, params = [], []
+    at_us = None if at is None else at if isinstance(at, int) else timeutil.parse_micros(at)
+    moved = moves(conn) if at_us is not None or layer is not None else {}
+    if at_us is not None:  # the moves made by then
+        until = timeutil.from_micros(at_us)
+        times = dict(conn.execute(
+            "SELECT seq, time FROM events WHERE seq IN (%s)" % ", ".join(
+                str(m[1]) for m in moved.values())).fetchall()) if moved else {}
+        moved = {k: v for k, v in moved.items() if times.get(v[1], until) <= until}
     if document is not None:
         where.append("a.document = ?")
         params.append(document)
@@ -369,24 +557,89 @@ def query(conn, *, document: int | None = None, layer: str | None = None,
         where.append('a.start < ? AND a."end" > ?')
         params += [overlapping[1], overlapping[0]]
     if layer is not None:
-        row = conn.execute("SELECT id FROM layers WHERE name = ?", (layer,)).fetchone()
-        if row is None:
+        found = find_layer(conn, layer, moved=moved)
+        if found is None:
             raise NotFound(f"no layer {layer!r}")
-        where.append("a.layer = ?")
-        params.append(row[0])
+        # now, the current state holds each annotation's layer; then, a revision holds the
+        # layer it was made in, and every layer that had moved to the one asked for counts
+        wanted = [found[0]] if at_us is None else \
+            [found[0], *(k for k in moved if follow(moved, k) == found[0])]
+        where.append(f"a.layer IN ({', '.join('?' * len(wanted))})")
+        params += wanted
     if author is not None:
         where.append("a.creator = ?")
         params.append(author)
     if not include_retracted:
         where.append("a.status = 'active'")
     condition = (" WHERE " + " AND ".join(where)) if where else ""
-    if at is None:
+    if at_us is None:
         sql = (f"SELECT {_SELECT} FROM annotations a "
                f"JOIN layers l ON l.id = a.layer{condition} ORDER BY a.document, a.start, a.id")
+        records = map(_record, conn.execute(sql, params))
     else:
-        at_us = at if isinstance(at, int) else timeutil.parse_micros(at)
         inner = state_at("?", document="?" if document is not None else None)
         params = [at_us, *([document] if document is not None else []), *params]
-        sql = (f"SELECT {_SELECT_REVISIONS} FROM ({inner}) a JOIN layers l ON l.id = a.layer"
-               f"{condition} ORDER BY a.document, a.start, a.annotation")
-    return map(_record, conn.execute(sql, params))
+        sql = (f"SELECT {_SELECT_REVISIONS}, a.layer FROM ({inner}) a "
+               f"JOIN layers l ON l.id = a.layer{condition} "
+               "ORDER BY a.document, a.start, a.annotation")
+        records = _moved(conn, conn.execute(sql, params), moved)
+    return threaded(conn, records)
+
+
+def _moved(conn, rows, moved: dict) -> Iterator[dict[str, Any]]:
+    """Records of revision rows (with the layer id last), each named by the layer its
+    annotations were in, given the renames and merges ``moved``."""
+    names: dict[int, str] = {}
+    for row in rows:
+        record = _record(row[:-1])
+        if row[-1] in moved:
+            target = follow(moved, row[-1])
+            if target not in names:
+                names[target] = _layer_name(conn, target)
+            record["layer"] = names[target]
+        yield record
+
+
+def threaded(conn, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Records in document order, each reply moved right after its parent (its siblings in
+    id order, at any depth). One document's records are held at a time. A reply whose
+    parent is not among them stands where its nearest annotated ancestor's span starts."""
+    for _, group in itertools.groupby(records, key=lambda r: r["document"]):
+        rows = list(group)
+        if all(r["reply_to"] is None for r in rows):
+            yield from rows
+            continue
+        present = {r["id"] for r in rows}
+        children: dict[int, list[dict[str, Any]]] = {}
+        roots = []
+        for r in rows:
+            if r["reply_to"] is not None and r["reply_to"] in present:
+                children.setdefault(r["reply_to"], []).append(r)
+            else:
+                roots.append(r)
+
+        def place(r):
+            start = r["start"] if r["start"] is not None else _thread_start(conn, r["reply_to"])
+            return (-1 if start is None else start, r["id"])
+
+        roots.sort(key=place)
+        stack = list(reversed(roots))
+        while stack:
+            r = stack.pop()
+            yield r
+            stack.extend(reversed(sorted(children.get(r["id"], ()), key=lambda c: c["id"])))
+
+
+def _thread_start(conn, parent: int | None) -> int | None:
+    """Where the span of the nearest ancestor with one starts (None if none has one)."""
+    for _ in range(10_000):
+        if parent is None:
+            return None
+        row = conn.execute("SELECT start, reply_to FROM annotations WHERE id = ?",
+                           (parent,)).fetchone()
+        if row is None:
+            return None
+        if row[0] is not None:
+            return row[0]
+        parent = row[1]
+    return None

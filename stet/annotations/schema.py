@@ -134,10 +134,45 @@ def current_state_triggers() -> str:
     )
 
 
-def current_state_mismatches() -> str:
-    """Annotations whose current state is not their latest revision (by EXCEPT)."""
+def current_state_mismatches(moves: bool = False) -> str:
+    """Annotations whose current state is not their latest revision (by EXCEPT). With
+    ``moves`` (the chain holds ``layer-rename`` or ``layer-merge`` events), the current
+    state's layer is the revision's layer followed through those moves
+    (:func:`layer_targets`)."""
     columns = [c for c in CURRENT_COLUMNS if c != "id"]
     listed = ", ".join(map(name, columns))
-    return (f"SELECT annotation, {listed} FROM annotation_revisions r WHERE revision = "
+    if not moves:
+        return (f"SELECT annotation, {listed} FROM annotation_revisions r WHERE revision = "
+                "(SELECT max(revision) FROM annotation_revisions WHERE annotation = r.annotation) "
+                f"EXCEPT SELECT id, {listed} FROM annotations")
+    mapped = ", ".join("coalesce(m.target, r.layer)" if c == "layer" else f"r.{name(c)}"
+                       for c in columns)
+    return (f"SELECT r.annotation, {mapped} FROM annotation_revisions r "
+            f"LEFT JOIN ({layer_targets()}) m ON m.layer = r.layer WHERE r.revision = "
             "(SELECT max(revision) FROM annotation_revisions WHERE annotation = r.annotation) "
             f"EXCEPT SELECT id, {listed} FROM annotations")
+
+
+#: The events that move a layer's annotations to another layer: a rename (into the new
+#: layer row it creates) and a merge. Each names the layers by id in ``from`` and ``into``.
+LAYER_MOVES = ("layer-rename", "layer-merge")
+
+
+def layer_targets(until: str | None = None) -> str:
+    """The SQL of a query of ``(layer, target)``: for each layer, the layer its annotations
+    are in, following every rename and merge (``target`` is ``layer`` itself when it never
+    moved). ``until``: an SQL expression (a stored time), only the moves made at or before
+    it (the layers as they stood then). A layer moves at most once (a renamed or merged
+    layer is closed), so the path is a chain."""
+    bound = f" AND time <= {until}" if until else ""
+    return (
+        "WITH RECURSIVE moves(source, target) AS (SELECT json_extract(details, '$.from'), "
+        "json_extract(details, '$.into') FROM events WHERE action IN "
+        f"({', '.join(repr(a) for a in LAYER_MOVES)}) AND json_extract(details, '$.from') "
+        f"IS NOT NULL{bound}), "
+        "path(layer, target, depth) AS (SELECT id, id, 0 FROM layers UNION "
+        "SELECT p.layer, m.target, p.depth + 1 FROM path p JOIN moves m ON m.source = p.target "
+        "WHERE p.depth < 1000) "
+        "SELECT layer, target FROM path p WHERE NOT EXISTS "
+        "(SELECT 1 FROM moves m WHERE m.source = p.target)"
+    )

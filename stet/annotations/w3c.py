@@ -14,7 +14,9 @@ One stet annotation is one W3C ``Annotation``:
 - ``body`` is a ``TextualBody`` (``text/plain``, purpose = the motivation) and one
   ``TextualBody`` with purpose ``tagging`` per tag;
 - what the W3C model has no term for goes in the ``stet:`` namespace: ``stet:layer``,
-  ``stet:revision``, ``stet:status``, ``stet:reason``, ``stet:author`` (of this revision).
+  ``stet:revision``, ``stet:status``, ``stet:reason``, ``stet:author`` (of this revision),
+  and the layer's ``stet:layerColour`` and ``stet:layerDescription`` where it has them (an
+  import creates a new layer with them).
 
 With ``--history`` each revision is its own annotation with the IRI
 ``urn:uuid:<uuid5(annotation uuid, "revision/N")>``, ``dcterms:isVersionOf`` the annotation's
@@ -32,8 +34,9 @@ from typing import Any, Iterable, Iterator, TextIO
 
 import orjson
 
-from .. import __version__, store, timeutil
-from ..errors import InvalidInput
+from .. import store, timeutil
+from .._version import __version__
+from ..errors import InvalidInput, arg
 from .schema import FIELDS, W3C_MOTIVATIONS, select
 
 ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
@@ -50,11 +53,12 @@ _MICROSECOND = timedelta(microseconds=1)
 #: What an export reads of each annotation (or revision ``a``): its fields, the parent's uuid
 #: for ``reply_to`` (from ``annotations p``), and the document's and text's identity.
 _EXPORTED = {"layer": "l.name", "reply_to": "p.uuid", "source": "d.sha256",
-             "ingested_at": "d.ingested_at", "text_sha256": "t.sha256"}
-_KEYS = (*("parent" if f == "reply_to" else f for f in FIELDS), "source", "ingested_at",
-         "text_sha256")
-_COLUMNS = {history: select("a", (*FIELDS, "source", "ingested_at", "text_sha256"),
-                            revisions=history, replace=_EXPORTED) for history in (False, True)}
+             "ingested_at": "d.ingested_at", "text_sha256": "t.sha256",
+             "layer_colour": "l.colour", "layer_description": "l.description"}
+_EXTRA = ("source", "ingested_at", "text_sha256", "layer_colour", "layer_description")
+_KEYS = (*("parent" if f == "reply_to" else f for f in FIELDS), *_EXTRA)
+_COLUMNS = {history: select("a", (*FIELDS, *_EXTRA), revisions=history, replace=_EXPORTED)
+            for history in (False, True)}
 
 
 def iri(uuid: str) -> str:
@@ -87,6 +91,12 @@ def uuid_of(value: str) -> str:
 # -- export -----------------------------------------------------------------------------
 
 
+#: The layer an exported annotation is in: the current state's (a revision's own layer may
+#: have been renamed or merged since).
+_LAYER = {False: "JOIN layers l ON l.id = a.layer",
+          True: "JOIN annotations c ON c.id = a.annotation JOIN layers l ON l.id = c.layer"}
+
+
 def _selection(documents: list[int] | None, layer: str | None,
                history: bool) -> tuple[str, str, list[str], list[Any]]:
     """The table, its annotation id column and the conditions of an export's selection."""
@@ -108,12 +118,14 @@ def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
          history: bool = False, include_restricted: bool = False) -> Iterator[dict[str, Any]]:
     """The annotations to export: active current state, or every revision, in id order.
     Annotations on hidden documents (:data:`stet.store.HIDDEN_DOCUMENTS`: restricted now,
-    or an attachment of one) are left out unless ``include_restricted``."""
+    or an attachment of one) are left out unless ``include_restricted``. Each is in its
+    layer as it is now (a revision made before a rename or merge too: the current state's
+    layer), with the layer's colour and description."""
     table, ident, where, params = _selection(documents, layer, history)
     if not include_restricted:
         where.append(f"a.document NOT IN ({store.HIDDEN_DOCUMENTS})")
     sql = (
-        f"SELECT {_COLUMNS[history]} FROM {table} a JOIN layers l ON l.id = a.layer "
+        f"SELECT {_COLUMNS[history]} FROM {table} a {_LAYER[history]} "
         "JOIN documents d ON d.id = a.document JOIN texts t ON t.document = a.document "
         "LEFT JOIN annotations p ON p.id = a.reply_to"
         + (" WHERE " + " AND ".join(where) if where else "")
@@ -129,7 +141,7 @@ def left_out(conn, *, documents: list[int] | None = None, layer: str | None = No
     same selection finds on hidden documents)."""
     table, ident, where, params = _selection(documents, layer, history)
     where.append(f"a.document IN ({store.HIDDEN_DOCUMENTS})")
-    sql = (f"SELECT count(DISTINCT a.{ident}) FROM {table} a JOIN layers l ON l.id = a.layer "
+    sql = (f"SELECT count(DISTINCT a.{ident}) FROM {table} a {_LAYER[history]} "
            "WHERE " + " AND ".join(where))
     return conn.execute(sql, params).fetchone()[0]
 
@@ -174,6 +186,10 @@ def to_w3c(row: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
         annotation["body"] = body if len(body) > 1 else body[0]
     annotation["target"] = targets if len(targets) > 1 else targets[0]
     annotation["stet:layer"] = row["layer"]
+    if row.get("layer_colour") is not None:
+        annotation["stet:layerColour"] = row["layer_colour"]
+    if row.get("layer_description") is not None:
+        annotation["stet:layerDescription"] = row["layer_description"]
     annotation["stet:revision"] = row["revision"]
     annotation["stet:status"] = row["status"]
     annotation["stet:author"] = row["author"]
@@ -225,21 +241,65 @@ def export(conn, out: TextIO, *, fmt: str = "w3c", documents: list[int] | None =
 
 def _brat(conn, out: TextIO, selected: Iterable[dict[str, Any]],
           documents: list[int] | None, history: bool) -> int:
+    """brat standoff of one document: a ``T`` line per span (``T<n>\t<layer> <start>
+    <end>\t<exact>``) and one ``AnnotatorNotes`` note per span that has something to say:
+    its body, its tags (``tags: a, b``), the span it replies to (``reply to T<n>``) and each
+    reply without a span (``reply by NAME: body``), in thread order, under the span its
+    thread starts from; `` | `` between them, white space in each folded to one space. The
+    document's text goes in a ``.txt`` beside the ``.ann`` (the command line writes it).
+    Returns how many annotations were written (a reply in a note counts as one)."""
     if history:
-        raise InvalidInput("--history is not available in brat format")
+        raise InvalidInput(f"{arg('history')} is not available in brat format")
     if not documents or len(documents) != 1:
         raise InvalidInput("brat format is one document's standoff: give exactly one DOC")
+    rows = list(selected)  # one document's annotations
+    by_uuid = {row["uuid"]: row for row in rows}
+    spans: dict[str, int] = {}  # uuid -> T number
+    for row in rows:
+        if row["start"] is not None:
+            spans[row["uuid"]] = len(spans) + 1
+    notes: dict[int, list[str]] = {n: [] for n in spans.values()}
     count = 0
-    for row in selected:
-        if row["start"] is None:
-            continue  # a reply without a span has nothing to stand off
+    for row in rows:
+        if row["start"] is not None:
+            n = spans[row["uuid"]]
+            if row["body"]:
+                notes[n].append(_one_line(row["body"]))
+            tags = json.loads(row["tags"])
+            if tags:
+                notes[n].append("tags: " + _one_line(", ".join(tags)))
+            if row["parent"] in spans:
+                notes[n].append(f"reply to T{spans[row['parent']]}")
+            count += 1
+            continue
+        root, seen = row, set()  # a reply without a span: its thread's first span
+        while root["start"] is None and root["parent"] in by_uuid and root["uuid"] not in seen:
+            seen.add(root["uuid"])
+            root = by_uuid[root["parent"]]
+        if root["start"] is None:
+            continue  # its thread has no span here (the parent was not exported)
+        tags = json.loads(row["tags"])
+        notes[spans[root["uuid"]]].append(
+            f"reply by {_one_line(row['creator'])}: {_one_line(row['body'])}"
+            + (f" (tags: {_one_line(', '.join(tags))})" if tags else ""))
         count += 1
+    for row in rows:
+        if row["start"] is None:
+            continue
+        n = spans[row["uuid"]]
         label = "_".join(row["layer"].split()) or "layer"
-        exact = " ".join(row["exact"].splitlines()) if "\n" in row["exact"] or "\r" in row["exact"] else row["exact"]
-        out.write(f"T{count}\t{label} {row['start']} {row['end']}\t{exact}\n")
-        if row["body"]:
-            out.write(f"#{count}\tAnnotatorNotes T{count}\t{' '.join(row['body'].split())}\n")
+        out.write(f"T{n}\t{label} {row['start']} {row['end']}\t{_one_line(row['exact'], keep=True)}\n")
+        if notes[n]:
+            out.write(f"#{n}\tAnnotatorNotes T{n}\t{' | '.join(notes[n])}\n")
     return count
+
+
+def _one_line(text: str, *, keep: bool = False) -> str:
+    """Text on one line: line breaks become spaces (``keep``: every other character kept,
+    so that a quote keeps its length), else all white space folds to single spaces."""
+    if keep:
+        return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text
+    return " ".join(text.split())
 
 
 # -- parsing one annotation -------------------------------------------------------------
@@ -291,12 +351,16 @@ def parse(item: dict[str, Any]) -> dict[str, Any]:
     reason = item.get("stet:reason")
     if not isinstance(layer, str) or (reason is not None and not isinstance(reason, str)):
         raise InvalidInput("stet:layer and stet:reason must be strings")
+    colour, description = item.get("stet:layerColour"), item.get("stet:layerDescription")
+    if any(v is not None and not isinstance(v, str) for v in (colour, description)):
+        raise InvalidInput("stet:layerColour and stet:layerDescription must be strings")
     return {
         "uuid": uuid_of(annotation_iri), "revision": revision, "parent": parent, **target,
         "body": body, "tags": tags, "motivation": motivation, "creator": creator,
         "author": author, "created": created[0], "created_us": created[1],
         "modified": modified[0], "modified_us": modified[1], "status": status,
         "reason": reason, "layer": layer, "iri": ident,
+        "layer_colour": colour, "layer_description": description,
     }
 
 

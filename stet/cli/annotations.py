@@ -3,13 +3,13 @@ export, import."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from ..annotations.worker import collector_paused
 from ..display import shown
+from ..files import write_whole
 from .common import (by_option, cli, db_option, echo_json, echo_json_lines, errors, json_option,
                      open_archive, progress, silent_option, user)
 from .output import output_options, write
@@ -117,15 +117,71 @@ def _layer_row(layer: dict) -> dict:
     return {key: layer[key] for key in ("id", "name", "annotations", "colour", "description")}
 
 
+@layer.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.option("--reason", required=True, help="Why (kept in the event).")
+@by_option
+@json_option
+@db_option
+@errors
+def layer_rename(old, new, reason, by, as_json, db_path):
+    """Rename layer OLD to NEW: an event; the old name stays on record.
+
+    Every annotation of OLD is in NEW from now on; their revisions, and the events that
+    named OLD, stay as they were. A name is never used twice: NEW may not be a name any
+    layer has or had (to join two layers, merge them).
+
+    \b
+    Example:
+        stet layer rename entitys entities-typo-fixed --reason "typo"
+    """
+    record = open_archive(db_path).rename_layer(old, new, by=user(by), reason=reason)
+    if as_json:
+        echo_json(record)
+    else:
+        n = record["annotations"]
+        click.echo(f"layer {record['from']} ({shown(old)}) is now layer {record['id']} "
+                   f"({shown(new)}): {n} annotation{'' if n == 1 else 's'}")
+
+
+@layer.command("merge")
+@click.argument("source", metavar="FROM")
+@click.argument("into")
+@click.option("--reason", required=True, help="Why (kept in the event).")
+@by_option
+@json_option
+@db_option
+@errors
+def layer_merge(source, into, reason, by, as_json, db_path):
+    """Merge layer FROM into layer INTO: an event; FROM is closed.
+
+    Every annotation of FROM is in INTO from now on (their revisions keep the layer they
+    were made in); annotating in FROM afterwards goes to INTO, with a warning.
+
+    \b
+    Example:
+        stet layer merge entitys entities --reason "typo of entities"
+    """
+    record = open_archive(db_path).merge_layers(source, into, by=user(by), reason=reason)
+    if as_json:
+        echo_json(record)
+    else:
+        n = record["annotations"]
+        click.echo(f"layer {shown(source)} merged into {shown(into)}: "
+                   f"{n} annotation{'' if n == 1 else 's'} moved")
+
+
 @cli.command()
-@click.argument("doc")
-@click.option("--layer", required=True, help="The layer (created if new).")
+@click.argument("doc", required=False)
+@click.option("--layer", help="The layer (created if new, with a warning; a reply: its "
+              "parent's).")
 @click.option("--body", default="", help="The note.")
 @span_options
 @click.option("--motivation", help="W3C motivation (default commenting; replying for a reply).")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
 @click.option("--reply-to", "reply_to", type=int, metavar="ANN",
-              help="Reply to this annotation (a reply needs no span).")
+              help="Reply to this annotation (a reply needs no span, DOC nor --layer).")
 @by_option
 @json_option
 @db_option
@@ -135,17 +191,27 @@ def annotate(doc, layer, body, start, end, quote, prefix, suffix, motivation, ta
     """Annotate a span of DOC's text, given by offsets or by quote.
 
     Offsets are Unicode code points, START inclusive, END exclusive. A quote must occur
-    exactly once (narrow it with --prefix/--suffix).
+    exactly once (narrow it with --prefix/--suffix). A reply (--reply-to) is on its
+    parent's document and in its parent's layer: DOC and --layer may be left out.
+
+    Warnings on stderr, the annotation still made: a --layer that did not exist (a new
+    layer: a typo?), one renamed or merged (the annotation goes where it went), and an
+    annotation that already marks the same span in the same layer.
 
     \b
     Example:
-        stet annotate 6 --layer entities --quote "سازمان ملل متحد" --body "United Nations"
-        stet annotate 4 --layer claims --start 120 --end 164 --body "Check this" --tag check
-        stet annotate 4 --layer claims --reply-to 7 --body "Confirmed by the minutes"
+        stet annotate 7 --layer entities --quote "منشور" --body "the UN Charter"
+        stet annotate 5 --layer claims --start 462 --end 541 --body "Check this" --tag check
+        stet annotate --reply-to 14 --body "Confirmed by the French text"
     """
+    if doc is None and reply_to is None:
+        raise click.UsageError("give DOC (only a reply, --reply-to, may leave it out)")
+    if layer is None and reply_to is None:
+        raise click.UsageError("give --layer (only a reply, --reply-to, may leave it out)")
     record = open_archive(db_path).annotate(
         doc, layer=layer, body=body, by=user(by), start=start, end=end, quote=quote,
-        prefix=prefix, suffix=suffix, motivation=motivation, tags=tags, reply_to=reply_to)
+        prefix=prefix, suffix=suffix, motivation=motivation, tags=tags, reply_to=reply_to,
+        warn=lambda note: click.echo(f"Warning: {shown(note)}", err=True))
     _show(record, as_json)
 
 
@@ -166,8 +232,8 @@ def revise(ann, body, start, end, quote, prefix, suffix, motivation, tags, by, a
 
     \b
     Example:
-        stet revise 7 --body "United Nations (UN)"
-        stet revise 7 --quote "ملل متحد" --tag org
+        stet revise 11 --body "United Nations (UN)"
+        stet revise 11 --quote "ملل متحد" --tag org
     """
     record = open_archive(db_path).revise(
         ann, by=user(by), body=body, start=start, end=end, quote=quote, prefix=prefix,
@@ -187,7 +253,7 @@ def retract(ann, reason, by, as_json, db_path):
 
     \b
     Example:
-        stet retract 7 --reason "duplicate of 9"
+        stet retract 3 --reason "the count is sourced in the next paragraph"
     """
     record = open_archive(db_path).retract(ann, by=user(by), reason=reason)
     _show(record, as_json)
@@ -213,19 +279,33 @@ def annotations(doc, layer, author, tags, at, since, overlapping, include_retrac
 
     A table for people (the quote cut at 40 characters), or every field with
     --json, --nl, --csv or --tsv. Filters combine: --tag twice means both tags;
-    with --at, --since applies to the revisions as they stood then.
+    with --at, --since applies to the revisions as they stood then. Each reply comes
+    right after its parent (threaded, at any depth). An empty table says so on stderr
+    ("no annotations", or "no annotations at that instant" with --at); the other
+    formats print nothing but an empty listing.
 
     \b
     Example:
-        stet annotations 6 --layer entities
-        stet annotations 6 --overlapping 100:200 --json
+        stet annotations 7 --layer entities
+        stet annotations 7 --overlapping 1100:1200 --json
         stet annotations --at 2026-11-24T17:00:00+01:00 --author ana
         stet annotations --tag check --since 2026-11-01 --csv
     """
     records = open_archive(db_path, readonly=True).annotations(
         doc, layer=layer, author=author, tags=tags, at=at, since=since, overlapping=overlapping,
         include_retracted=include_retracted)
-    write(records, fmt, table=_annotation_row)
+    seen = []
+    write(_counted(records, seen), fmt, table=_annotation_row)
+    if not seen and fmt == "table":  # a person reading: say so (machine formats stay pure)
+        click.echo("no annotations at that instant" if at is not None else "no annotations",
+                   err=True)
+
+
+def _counted(records, seen: list):
+    for record in records:
+        if not seen:
+            seen.append(True)
+        yield record
 
 
 @cli.command()
@@ -241,7 +321,7 @@ def history(ann, fmt, db_path):
 
     \b
     Example:
-        stet history 7 --json
+        stet history 2 --json
     """
     write(open_archive(db_path, readonly=True).history(ann), fmt, table=_revision_row)
 
@@ -269,27 +349,35 @@ def export(docs, layer, with_history, fmt, output, include_restricted, db_path):
     left out, with a warning on stderr saying how many, unless --include-restricted is
     given; naming a restricted DOC without it is an error.
 
+    brat is one DOC's standoff, written to a file: -o NAME.ann, with the document's
+    text beside it as NAME.txt (brat reads both). Tags and replies go in each span's
+    AnnotatorNotes.
+
     \b
     Example:
         stet export --format w3c -o annotations.json
-        stet export 6 --layer entities --history --format jsonl -o entities.jsonl
-        stet export 4 --format brat -o udhr_eng.ann
+        stet export 7 --layer entities --history --format jsonl -o entities.jsonl
+        stet export 5 --format brat -o udhr_eng.ann
         stet export 11 --include-restricted -o restricted-11.json
     """
+    text_path = None
+    if fmt == "brat":
+        if output == "-" or not output.endswith(".ann"):
+            raise click.UsageError("brat needs -o NAME.ann: the document's text is written "
+                                   "beside it as NAME.txt")
+        text_path = output[:-len(".ann")] + ".txt"
     archive = open_archive(db_path, readonly=True)
     options = dict(fmt=fmt, layer=layer, history=with_history,
                    include_restricted=include_restricted)
     if output == "-":
         summary = archive.export(sys.stdout, docs, **options)
+    elif text_path is not None:
+        with write_whole(output) as out, write_whole(text_path) as text:
+            summary = archive.export(out, docs, **options)
+            text.write(archive.text(docs[0]))  # exactly one DOC: export checked it
     else:
-        partial = f"{output}.partial-{os.getpid()}"  # the file appears only when complete
-        try:
-            with open(partial, "w", encoding="utf-8") as out:
-                summary = archive.export(out, docs, **options)
-            os.replace(partial, output)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+        with write_whole(output) as out:  # the file appears only when complete
+            summary = archive.export(out, docs, **options)
     if summary["left_out"]:
         n = summary["left_out"]
         click.echo(f"Warning: left out {n} annotation{'' if n == 1 else 's'} on restricted "
@@ -298,12 +386,14 @@ def export(docs, layer, with_history, fmt, output, include_restricted, db_path):
 
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--skip-missing", is_flag=True,
+              help="Leave out annotations on documents this archive does not hold (counted).")
 @by_option
 @json_option
 @silent_option
 @db_option
 @errors
-def import_(paths, by, as_json, silent, db_path):
+def import_(paths, skip_missing, by, as_json, silent, db_path):
     """Import W3C Web Annotations (JSON-LD collections or JSON Lines) from files and folders.
 
     Documents are found by the SHA-256 of their raw bytes; spans are re-anchored by position
@@ -311,18 +401,22 @@ def import_(paths, by, as_json, silent, db_path):
     the archive already holds but with other content are kept as the archive has them, with
     a warning on stderr. A malformed file, a time in the future (beyond 5 minutes of clock
     skew) or a revision dated before the one it follows is refused whole, and then nothing
-    is imported. A progress bar on a terminal counts the bytes read (-s: none).
+    is imported. So is a file with annotations on documents this archive does not hold
+    (the error says how many), unless --skip-missing: then the others are imported and
+    those are counted. A progress bar on a terminal counts the bytes read (-s: none).
 
     \b
     Example:
         stet import annotations/
         stet import entities.jsonl --json
+        stet import notes.jsonl --skip-missing
     """
     # Many short-lived objects and no cycles: the command pauses the collector for its run
     # (about a sixth of an import's time); the library never does it in a caller's process.
     with collector_paused():
         results = open_archive(db_path).import_(
-            paths, by=user(by), progress=progress(silent=silent, label="Importing"))
+            paths, by=user(by), progress=progress(silent=silent, label="Importing"),
+            skip_missing=skip_missing)
     for r in results:
         if r.get("conflicts"):
             click.echo(f"Warning: {shown(r['file'])}: {r['conflicts']} annotations already in "
@@ -333,4 +427,6 @@ def import_(paths, by, as_json, silent, db_path):
         return
     for r in results:
         click.echo(f"{r['file']}: {r['annotations']} new annotations, {r['revisions']} "
-                   f"revisions, {r['skipped']} already here")
+                   f"revisions, {r['skipped']} already here"
+                   + (f", {r['missing']} left out (their documents are not in this archive)"
+                      if r.get("missing") else ""))

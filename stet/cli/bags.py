@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
+from ..files import write_whole
 from .common import cli, db_option, echo_json, errors, json_option, open_archive, progress, silent_option
 
 
@@ -93,9 +93,7 @@ def prov(doc, output, include_restricted, db_path):
     """
     text = open_archive(db_path, readonly=True).prov(doc, include_restricted=include_restricted)
     if output:
-        tmp = f"{output}.partial"
-        with open(tmp, "w", encoding="utf-8") as stream:
+        with write_whole(output) as stream:
             stream.write(text + "\n")
-        os.replace(tmp, output)
     else:
         sys.stdout.write(text + "\n")
