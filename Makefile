@@ -1,5 +1,5 @@
 # make demo: set up, build archive.db from ingest/ and annotations/, serve it on 127.0.0.1:$(PORT)
-# make test: set up, run the whole test suite
+# make test: set up, lint (ruff, configured in pyproject.toml), run the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -42,6 +42,7 @@ demo: archive.db.built
 	$(BIN)/stet serve --db archive.db --port $(PORT)
 
 test: $(BIN)/.installed chromium
+	$(BIN)/ruff check stet tests benchmarks
 	$(BIN)/python -m pytest -q
 
 # The browser test drives Debian's Chromium through Playwright's Python package (never

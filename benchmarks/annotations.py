@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stet import Archive  # noqa: E402
-from stet import annotations as model  # noqa: E402
-from stet import timeutil  # noqa: E402
-from stet.annotations import w3c  # noqa: E402
+from stet import Archive  # noqa: E402  (imported after the sys.path line above)
+from stet import annotations as model  # noqa: E402  (imported after the sys.path line above)
+from stet import timeutil  # noqa: E402  (imported after the sys.path line above)
+from stet.annotations import w3c  # noqa: E402  (imported after the sys.path line above)
 
 WORDS = ["human", "rights", "حقوق", "بشر", "آزادی‌های", "اساسی", "الإنسان", "لِكُلِّ",
          "شَخْصٍ", "Geneva", "conférence", "👩‍👩‍👧", "🇮🇷", "e\u0301te\u0301", "council"]
@@ -178,7 +178,8 @@ def main() -> None:
 
     env = {**os.environ, "STET_USER": "bench"}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from stet.cli import cli; cli()", "import", str(jsonl), "--db", str(db)],
+    subprocess.run([sys.executable, "-c", "from stet.cli import cli; cli()", "import", str(jsonl),
+                    "--db", str(db)],
                    check=True, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
     seconds = time.perf_counter() - t0
     rows.append(("`stet import` of W3C JSON Lines (a process, start-up included)",

@@ -83,7 +83,8 @@ def main() -> None:
     seconds_files = to_files(paths, work / "objects")
     inodes = sum(1 for _ in (work / "objects").rglob("*"))
     print(f"{len(paths)} files, {total / 1e6:.1f} MB")
-    print(f"sqlite chunks: {seconds_db:.2f} s, one file of {(work / 'storage.db').stat().st_size / 1e6:.1f} MB")
+    size = (work / "storage.db").stat().st_size
+    print(f"sqlite chunks: {seconds_db:.2f} s, one file of {size / 1e6:.1f} MB")
     print(f"files beside:  {seconds_files:.2f} s, {inodes} files and folders")
     print(f"ratio files/sqlite: {seconds_files / seconds_db:.2f}")
     (work / "storage.db").unlink()

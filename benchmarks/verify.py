@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from annotations import make_documents, write_annotations  # noqa: E402
-from stet import Archive  # noqa: E402
+from annotations import make_documents, write_annotations  # noqa: E402  (imported after the sys.path line above)
+from stet import Archive  # noqa: E402  (imported after the sys.path line above)
 
 WORK = ROOT / "benchmarks" / "work" / "verify"
 

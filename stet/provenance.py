@@ -175,7 +175,8 @@ def check_chain(conn, *, expect_head: tuple[int, str] | None = None,
                 yield f"event {seq}: details are not valid JSON"
             else:
                 if not_canonical:
-                    yield f"event {seq}: details are not byte-identical to their canonical form ({not_canonical})"
+                    yield (f"event {seq}: details are not byte-identical to their canonical form "
+                           f"({not_canonical})")
                 if sha256_text(_canonical_event(event, canonical_json(details))) != event["hash"]:
                     yield f"event {seq}: hash mismatch (the event was altered)"
                 if visit is not None:

@@ -14,9 +14,10 @@
 
 Left out: restricted documents and their descendants, their raw bytes, texts, annotations,
 revisions and events; events not tied to a published document (except the creation of a
-published layer); and layers used only on withheld documents. References from a published document to a withheld one
-(``supersedes``) become NULL. The file is built under a temporary name, VACUUMed (no free
-page keeps a byte of anything) and renamed into place, so a reader never sees half a file.
+published layer); and layers used only on withheld documents. References from a published
+document to a withheld one (``supersedes``) become NULL. The file is built under a temporary
+name, VACUUMed (no free page keeps a byte of anything) and renamed into place, so a reader
+never sees half a file.
 
 The snapshot has its own event chain. Its first event (``action = 'publish'``) records the
 source archive's chain length and head hash and how many rows of each kind were left out;

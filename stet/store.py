@@ -80,7 +80,7 @@ def _append_only(table: str) -> str:
 
 @migrations()
 def m001_core(db: sqlite_utils.Database) -> None:
-    _script(db, 
+    _script(db,
         f"""
         -- Raw bytes, content-addressed. storage 'chunks': in blob_chunks. storage 'text': the
         -- bytes are exactly the UTF-8 of the text extracted from them (a UTF-8 file without BOM
@@ -197,7 +197,7 @@ CURRENT_STATE_TRIGGERS = """CREATE TRIGGER annotation_revisions_create AFTER INS
 
 @migrations()
 def m002_annotations(db: sqlite_utils.Database) -> None:
-    _script(db, 
+    _script(db,
         f"""
         CREATE TABLE layers (
             id INTEGER PRIMARY KEY,

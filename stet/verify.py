@@ -346,7 +346,8 @@ def _check_ingest(name: str, row: tuple, facts: _Facts) -> Iterator[str]:
         for column, value, key in (("sha256", row[17], "text_sha256"), ("extractor", row[19], "extractor"),
                                    ("extractor_version", row[20], "extractor_version")):
             if recorded[key] is not _ABSENT and not _same(value, recorded[key]):
-                yield f"{name}: texts.{column} is {_show(value)}, {where} records {key} {_recorded(recorded[key])}"
+                yield (f"{name}: texts.{column} is {_show(value)}, "
+                       f"{where} records {key} {_recorded(recorded[key])}")
 
 
 def _same(value: Any, expected: Any) -> bool:
@@ -498,7 +499,7 @@ def check_revisions(conn, facts: _Facts) -> Iterator[str]:
     snapshot copies both in order), so those rows in id order and the events in chain order
     are walked side by side; only a mismatch is looked up by key."""
     ranges = sorted(facts.imports)
-    for (first, last, seq, count, sha), following in zip(ranges, ranges[1:]):
+    for (first, last, seq, _count, _sha), following in zip(ranges, ranges[1:]):
         if following[0] <= last:
             yield (f"event {following[2]} (import): its rows {following[0]}-{following[1]} "
                    f"overlap those of event {seq} ({first}-{last})")
@@ -598,15 +599,19 @@ def _compare(where: str, revision: dict[str, Any], event: tuple) -> Iterator[str
         if isinstance(details, dict) else details
     if recorded != expected:
         differ = sorted(k for k in set(expected) | set(recorded or {})
-                        if not isinstance(recorded, dict) or recorded.get(k, _ABSENT) != expected.get(k, _ABSENT))
+                        if not isinstance(recorded, dict)
+                        or recorded.get(k, _ABSENT) != expected.get(k, _ABSENT))
         yield (f"{where}: does not match event {seq} ({action}): {', '.join(differ)} differ"
                + (" (the revision was changed)" if "revision_sha256" in differ else ""))
     if actor != revision["author"]:
-        yield f"{where}: author is {_show(revision['author'])}, event {seq} ({action}) records {_show(actor)}"
+        yield (f"{where}: author is {_show(revision['author'])}, "
+               f"event {seq} ({action}) records {_show(actor)}")
     if time != revision["modified"]:
-        yield f"{where}: modified is {_show(revision['modified'])}, event {seq} ({action}) records {_show(time)}"
+        yield (f"{where}: modified is {_show(revision['modified'])}, "
+               f"event {seq} ({action}) records {_show(time)}")
     if document != revision["document"]:
-        yield f"{where}: document is {_show(revision['document'])}, event {seq} ({action}) records {_show(document)}"
+        yield (f"{where}: document is {_show(revision['document'])}, "
+               f"event {seq} ({action}) records {_show(document)}")
 
 
 # -- the current state ----------------------------------------------------------------------
@@ -643,7 +648,8 @@ def check_layers(conn, facts: _Facts) -> Iterator[str]:
             yield f"{where}: no layer-add event records it"
             continue
         if len(events) > 1:
-            yield f"{where}: {len(events)} layer-add events record it (events {', '.join(str(e[0]) for e in events)})"
+            listed = ", ".join(str(e[0]) for e in events)
+            yield f"{where}: {len(events)} layer-add events record it (events {listed})"
         seq, subject, actor, time, details = events[0]
         action = facts.layer_actions.get(seq, "layer-add")
         for column, value, expected in (
@@ -654,7 +660,8 @@ def check_layers(conn, facts: _Facts) -> Iterator[str]:
             ("created", created, time),
         ):
             if not _same(value, expected):
-                yield f"{where}: {column} is {_show(value)}, event {seq} ({action}) records {_recorded(expected)}"
+                yield (f"{where}: {column} is {_show(value)}, "
+                       f"event {seq} ({action}) records {_recorded(expected)}")
         if subject != f"layer:{name}":
             yield f"{where}: event {seq} ({action}) names {_show(subject)}"
     for layer_id, events in facts.layers.items():

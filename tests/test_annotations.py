@@ -263,7 +263,7 @@ def test_layers_are_created_on_first_use_or_explicitly(archive, docs):
         archive.add_layer("x", colour="red; background: url(x)")
     assert "give #rgb, #rrggbb or a CSS colour name" in str(error.value)
     archive.annotate(docs["ar"], layer="entities", start=0, end=3)
-    assert [(l["name"], l["annotations"]) for l in archive.layers()] == [("claims", 0), ("entities", 1)]
+    assert [(layer["name"], layer["annotations"]) for layer in archive.layers()] == [("claims", 0), ("entities", 1)]
 
 
 def test_every_write_is_an_event_in_the_chain(archive, docs):
@@ -382,7 +382,7 @@ def test_cli_layer_add_and_list(run, cli_docs):
     assert result.exit_code == 0 and result.output == "layer 1: claims\n"
     assert run("layer", "add", "claims").output == "Error: layer 'claims' already exists\n"
     listing = json.loads(run("layer", "list", "--json").output)
-    assert [(l["name"], l["description"]) for l in listing] == [("claims", "Claims to verify")]
+    assert [(layer["name"], layer["description"]) for layer in listing] == [("claims", "Claims to verify")]
 
 
 def test_every_command_has_help_with_an_example(run):

@@ -385,7 +385,7 @@ def test_a_round_trip_keeps_restriction_provenance_and_attachments(run, mixed, t
     assert set(kept) == set(original)  # attachments: in their own file's duplicate event
     for name, (doc_id, by, at, parent) in original.items():
         assert (kept[name]["id"], kept[name]["ingested_by"], kept[name]["ingested_at"],
-                kept[name]["parent"]) == (doc_id, "tester", at, parent)
+                kept[name]["parent"]) == (doc_id, by, at, parent)
         assert kept[name]["events"][0]["actor"] == "tester"
         assert kept[name]["archive_event_head"] == f"{head['length']} {head['head']}"
     assert [e["action"] for e in kept["later.txt"]["events"]] == ["ingest", "restrict"]

@@ -113,7 +113,7 @@ def test_document_page_in_chromium(browser, site):
 
     with Archive(site["path"]) as archive:
         current = {str(a["id"]): a for a in archive.annotations(site["pes"])}
-        layers = {l["name"]: l["id"] for l in archive.layers()}
+        layers = {layer["name"]: layer["id"] for layer in archive.layers()}
     marked = page.evaluate(MARKED)
     assert set(marked) == set(current)
     for ann_id, joined in marked.items():

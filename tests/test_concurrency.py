@@ -60,5 +60,5 @@ def test_four_annotators_at_once_lose_nothing(tmp_path):
         actions = [e["action"] for e in events]
         assert actions.count("annotate") == WORKERS * EACH
         assert actions.count("revise") == revisions - WORKERS * EACH
-        assert sorted(l["name"] for l in archive.layers()) == sorted(
+        assert sorted(layer["name"] for layer in archive.layers()) == sorted(
             ["shared"] + [f"layer-{name}" for name in names])

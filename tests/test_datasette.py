@@ -259,7 +259,7 @@ def test_document_page_text_and_marks(sample, get):
         got = {int(x) for x in ids.split()}
         assert got == expected[i], i
     with Archive(sample["path"]) as archive:
-        names = {l["id"]: l["name"] for l in archive.layers()}
+        names = {layer["id"]: layer["name"] for layer in archive.layers()}
     for mark in page.marks:
         ids = [int(x) for x in mark["data-annotation-ids"].split()]
         assert ids == sorted(ids)
@@ -394,7 +394,7 @@ def test_canned_queries(sample, get):
     a = sample["anns"]
     with Archive(sample["path"]) as archive:
         title = archive.annotation(a["title"])
-    start, end = title["start"], title["end"]
+    end = title["end"]
     overlap = rows(get, f"/archive/annotations_overlapping.json?_shape=array&document={sample['pes']}"
                         f"&start={end - 1}&end={end}")
     assert [r["id"] for r in overlap] == [a["title"]]

@@ -144,9 +144,9 @@ def test_parallel_ingest_matches_sequential(tmp_path, monkeypatch):
             ticks = []
 
             @contextlib.contextmanager
-            def progress(files, nbytes):
+            def progress(files, nbytes, ticks=ticks):
                 ticks.append((files, nbytes))
-                yield lambda size: ticks.append(size)
+                yield ticks.append
 
             results[workers] = archive.ingest([tmp_path / "src"], by="t", progress=progress,
                                               workers=None if workers == "a" else int(workers))

@@ -25,7 +25,6 @@ checked line must still be in the README.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
 import shlex

@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from stet import Archive
 from stet.cli import cli
-from stet.publish import publish
 from stet.timeutil import iso, now
 
 FREEDOM = "Freedom of expression is a human right.\n"

@@ -302,7 +302,7 @@ def test_document_ids_in_query_results_link_to_their_pages(site, get):
 # -- in a browser ---------------------------------------------------------------------------------
 
 @pytest.mark.browser
-def test_threads_hashes_and_marks_in_chromium(browser, site):  # noqa: F811
+def test_threads_hashes_and_marks_in_chromium(browser, site):
     import socket
     import threading
 

@@ -45,7 +45,8 @@ def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """
     with open(path, "rb") as stream:
         number, head = 0, None
-        for number, first in enumerate(stream, 1):
+        for index, first in enumerate(stream, 1):
+            number = index  # the line where the content starts, used below
             if first.strip():
                 try:
                     head = orjson.loads(first)
@@ -54,9 +55,9 @@ def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 break
         if isinstance(head, dict) and not _is_container(head):  # JSON Lines
             yield f"line {number}", head
-            for number, line in enumerate(stream, number + 1):
+            for at, line in enumerate(stream, number + 1):
                 if line.strip():
-                    yield f"line {number}", _loads(line, f"line {number}")
+                    yield f"line {at}", _loads(line, f"line {at}")
             return
         stream.seek(0)
         document = _loads(stream.read(), "")

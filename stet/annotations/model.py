@@ -32,7 +32,7 @@ from ..hashing import sha256_json
 from ..provenance import Chain
 from . import anchoring
 from .schema import (FIELDS, INSERT_REVISION, LAYER_MOVES, MOTIVATIONS, REVISION_COLUMNS,
-                     layer_targets, select, state_at)
+                     select, state_at)
 
 _MOTIVATIONS = frozenset(MOTIVATIONS)
 #: An annotation's JSON from the current state ``a`` (or, with ``revisions``, a revision),

@@ -11,11 +11,11 @@ Also: ``render_cell`` links documents and annotations to the document page (and 
 ``document`` column of any query's results), shortens SHA-256 hashes in tables, and shows names
 visibly escaped (:func:`stet.display.shown`, also the ``shown`` filter of the templates),
 ``asgi_wrapper`` answers 405 to any method but GET, HEAD and OPTIONS on a Datasette whose
-databases are all immutable (nothing there can write), and ``prepare_connection`` adds the SQL functions ``stet_micros(time)`` (an ISO 8601 instant as
-integer microseconds, for comparing with ``modified_us``), ``stet_fold(text)`` (what the
-full-text index sees of a text) and ``stet_snippet(text, words)`` (the part of a text around
-the first of the words, as the search page shows it) to every connection, so canned queries
-can use them.
+databases are all immutable (nothing there can write), and ``prepare_connection`` adds the
+SQL functions ``stet_micros(time)`` (an ISO 8601 instant as integer microseconds, for
+comparing with ``modified_us``), ``stet_fold(text)`` (what the full-text index sees of a
+text) and ``stet_snippet(text, words)`` (the part of a text around the first of the words, as
+the search page shows it) to every connection, so canned queries can use them.
 """
 
 from __future__ import annotations

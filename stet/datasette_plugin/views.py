@@ -178,7 +178,7 @@ async def _document_context(datasette, db, doc_id: int, at_us: int | None):
         "text_html": Markup(body),
         "annotation_list": Markup(_annotation_list(datasette, db.name, annotations, names)),
         "layers": layers,
-        "layer_css": Markup(marks.layer_css((l["id"], l["css_colour"]) for l in layers)),
+        "layer_css": Markup(marks.layer_css((layer["id"], layer["css_colour"]) for layer in layers)),
         "annotation_count": len(annotations),
         "at_iso": timeutil.from_micros(at_us) if at_us is not None else None,
         "raw_url": datasette.urls.path(f"/-/documents/{doc_id}/raw"),

@@ -167,7 +167,8 @@ def _serve(request: tuple[bytes, str]) -> tuple[Extraction, bool]:
         pass
     finally:
         worker.limit_memory(None)
-    return empty(f"not extracted: it needed more than the {memory}-byte memory budget for {media_type}"), False
+    return empty(f"not extracted: it needed more than the {memory}-byte memory budget "
+                 f"for {media_type}"), False
 
 
 def _in_child(data: bytes, media_type: str, budget: float) -> Extraction:

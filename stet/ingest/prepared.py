@@ -80,7 +80,8 @@ def prepare(path: str, location: str | None = None) -> Prepared:
             else:
                 item.sha256, item.size = sha256_file(stream)
                 stream.seek(0)
-                data = stream.read(EXTRACT_LIMIT + 1) if item.size <= EXTRACT_LIMIT else stream.read(64 * 1024)
+                # the whole file to extract it, or only its head to sniff what it is
+                data = stream.read(EXTRACT_LIMIT + 1 if item.size <= EXTRACT_LIMIT else 64 * 1024)
     except OSError as exc:
         item.error = f"{path}: {reason(exc)}"
         return item
