@@ -344,6 +344,22 @@ def m003_state_from_the_chain(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_rare_events(db: sqlite_utils.Database) -> None:
+    _script(db,
+        """
+        -- Imports (whose rows ranges say who imported a revision) and layer renames and
+        -- merges (which say where a layer's annotations are now) are few among millions of
+        -- events, and read on every history, annotate and layer listing: partial indexes hold
+        -- only them. Each WHERE is written exactly as the queries write it (stet.annotations),
+        -- which is what lets SQLite use a partial index.
+        CREATE INDEX events_imports ON events(seq) WHERE action = 'import';
+        CREATE INDEX events_layer_moves ON events(seq)
+            WHERE action IN ('layer-rename', 'layer-merge');
+        """
+    )
+
+
 #: How :func:`connect` opens a file: the one place stet's SQLite settings are written.
 MODES = ("write", "read", "build", "checkpoint")
 

@@ -151,3 +151,21 @@ def test_background_checkpoints_copy_the_wal_and_restore_the_setting(tmp_path):
     check = sqlite3.connect(tmp_path / "a.db")
     assert check.execute("SELECT count(*) FROM layers").fetchone()[0] == 50
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_rare_events_are_found_through_their_partial_indexes(tmp_path):
+    """history (who imported a revision) and every annotate (where a layer moved) read the
+    import and layer-move events: through partial indexes, not a scan of every event."""
+    from stet import Archive
+    from stet.annotations.model import _IMPORTS, moves
+    from stet.annotations.schema import LAYER_MOVES
+
+    with Archive(tmp_path / "a.db") as archive:
+        conn = archive.conn
+        assert moves(conn) == {}
+        layer_sql = ("SELECT seq FROM events WHERE action IN "
+                     f"({', '.join(repr(a) for a in LAYER_MOVES)})")
+        plans = [" ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+                 for sql in (layer_sql, _IMPORTS + "SELECT * FROM imports")]
+    assert "USING INDEX events_layer_moves" in plans[0] or "USING COVERING INDEX events_layer_moves" in plans[0]
+    assert "events_imports" in plans[1]
