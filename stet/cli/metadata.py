@@ -38,7 +38,7 @@ def restrict(doc, reason, by, as_json, db_path):
 
     \b
     Example:
-        stet restrict 12 --reason "names a witness"
+        stet restrict 6 --reason "names a witness"
     """
     result = open_archive(db_path).restrict(doc, reason=reason, by=user(by))
     _report(result, as_json, f"document {result['document']}: restricted (event {result['event']})")
@@ -56,7 +56,7 @@ def unrestrict(doc, reason, by, as_json, db_path):
 
     \b
     Example:
-        stet unrestrict 12 --reason "consent given, 2026-11-30"
+        stet unrestrict 6 --reason "consent given, 2026-11-30"
     """
     result = open_archive(db_path).unrestrict(doc, reason=reason, by=user(by))
     _report(result, as_json,
@@ -77,7 +77,7 @@ def edit(doc, title, source, reason, by, as_json, db_path):
 
     \b
     Example:
-        stet edit 3 --title "Press release, 13 August 2014" --reason "date was missing"
+        stet edit 1 --title "Press release, Geneva, 13 August 2014" --reason "shorter"
     """
     result = open_archive(db_path).edit(doc, title=title, source=source, reason=reason,
                                         by=user(by))
