@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stet import Archive, timeutil  # noqa: E402  (imported after the sys.path line above)
-from stet.publish import ensure_snapshot  # noqa: E402  (imported after the sys.path line above)
+from stet.snapshots import ensure_snapshot  # noqa: E402  (imported after the sys.path line above)
 
 WORK = ROOT / "benchmarks" / "work" / "serve"
 DOCUMENTS = 20_000

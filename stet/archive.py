@@ -24,21 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from . import annotations as annotations_module
+from . import bags, content, lineage, provenance, serve, state, store, timeutil
 from . import ingest as ingest_module
-from . import state, store, timeutil
+from . import publish as publish_module
 from .annotations import files as annotation_files
 from .annotations import w3c
 from .errors import Ambiguous, InvalidInput, NotFound, arg
 from .extract import time_budget
-from .hashing import CHUNK_SIZE
-from .provenance import Chain, iter_events
+from .provenance import Chain
 from .verify import verify as verify_archive
 
 DOCUMENT_COLUMNS = (
@@ -248,26 +247,11 @@ class Archive:
                               title=title, source=source)
 
     def text(self, ref: str | int) -> str:
-        doc_id = self.resolve(ref)
-        row = self.conn.execute("SELECT text FROM texts WHERE document = ?", (doc_id,)).fetchone()
-        return row[0] if row else ""
+        return content.text(self.conn, self.resolve(ref))
 
     def raw(self, ref: str | int) -> Iterator[bytes]:
-        """The document's raw bytes, chunk by chunk."""
-        doc_id = self.resolve(ref)
-        sha, storage = self.conn.execute(
-            "SELECT d.sha256, b.storage FROM documents d JOIN blobs b ON b.sha256 = d.sha256 "
-            "WHERE d.id = ?", (doc_id,)).fetchone()
-        if storage == "text":  # the bytes are the text's UTF-8, kept once (see store.py)
-            (data,) = self.conn.execute(
-                "SELECT CAST(text AS BLOB) FROM texts WHERE document = ?", (doc_id,)).fetchone()
-            for offset in range(0, len(data), CHUNK_SIZE):
-                yield bytes(data[offset:offset + CHUNK_SIZE])
-            return
-        for (data,) in self.conn.execute(
-            "SELECT data FROM blob_chunks WHERE sha256 = ? ORDER BY seq", (sha,)
-        ):
-            yield bytes(data)
+        """The document's raw bytes, chunk by chunk (see :mod:`stet.content`)."""
+        yield from content.raw(self.conn, self.resolve(ref))
 
     # -- annotations (stet.annotations, stet.w3c) ----------------------------------------
 
@@ -410,7 +394,7 @@ class Archive:
         """The event chain, oldest first (only a document's events, if given), as an iterator
         read from the cursor."""
         doc_id = self.resolve(document) if document is not None else None
-        return map(_parsed_details, iter_events(self.conn, document=doc_id))
+        return provenance.log(self.conn, document=doc_id)
 
     def counts(self) -> dict[str, int]:
         """How many documents, events and annotation revisions the archive holds."""
@@ -429,10 +413,8 @@ class Archive:
     def prov(self, document: str | int, *, include_restricted: bool = False) -> str:
         """The document's lineage as W3C PROV-JSON (see :mod:`stet.lineage`); a restricted
         document only with ``include_restricted``."""
-        from .lineage import prov_json
-
         doc_id = self.resolve(document)
-        return prov_json(self.conn, doc_id, document=self.document, events=self.log(doc_id),
+        return lineage.prov_json(self.conn, doc_id, document=self.document, events=self.log(doc_id),
                          include_restricted=include_restricted)
 
     # -- publication (stet.publish, stet.serve) -------------------------------------------
@@ -440,29 +422,37 @@ class Archive:
     def publish(self, out: str | os.PathLike, *, by: str | None = None, force: bool = False,
                 progress: Callable | None = None) -> dict[str, Any]:
         """Write the public snapshot of this archive to ``out`` and record a ``publish`` event;
-        return the summary (see :func:`stet.publish.publish`). ``progress`` counts the
-        snapshot's build steps."""
-        from .publish import publish
-
-        return publish(self.path, out, by=by or default_user(), force=force, progress=progress)
+        return the summary (see :func:`stet.publish.publish`), with the event's ``seq``
+        (``event``) and the archive's chain as it stands after it (``archive_head``: the
+        anchor to keep). ``progress`` counts the snapshot's build steps."""
+        summary = publish_module.publish(self.path, out, force=force, progress=progress)
+        with self.write() as chain:
+            event = chain.append(
+                actor=by or default_user(), action="publish",
+                subject=f"snapshot:{summary['sha256']}",
+                details={"file": Path(out).name, "sha256": summary["sha256"],
+                         "size": summary["size"], "source": summary["source"],
+                         "left_out": summary["left_out"], "snapshot_head": summary["head"],
+                         "format": publish_module.FORMAT},
+            )
+        summary.pop("archive_head")  # the source's head before the event: replaced, after it
+        summary["event"] = event["seq"]
+        summary["archive_head"] = {"length": event["seq"], "head": event["hash"]}
+        return summary
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 8001,
               metadata: str | os.PathLike | None = None, cache_mb: float = 128,
               announce: Callable[[str], Any] = print) -> None:
         """Serve the public snapshot with Datasette until interrupted, keeping up to
         ``cache_mb`` megabytes of answers in memory (0: none; see :mod:`stet.serve`)."""
-        from .serve import run
-
-        run(self.path, host=host, port=port, metadata=metadata, cache_mb=cache_mb,
+        serve.run(self.path, host=host, port=port, metadata=metadata, cache_mb=cache_mb,
             announce=announce)
 
     def datasette(self, *, metadata: str | os.PathLike | None = None,
                   settings: dict[str, Any] | None = None):
         """A Datasette serving the public snapshot (built or reused), and the snapshot's path:
         what ``serve`` runs, for tests and embedding."""
-        from .serve import prepare
-
-        return prepare(self.path, metadata=metadata, settings=settings)
+        return serve.prepare(self.path, metadata=metadata, settings=settings)
 
     # -- bags -----------------------------------------------------------------------------
 
@@ -474,12 +464,7 @@ class Archive:
         Hidden documents (restricted, or an attachment of one) are left out, and counted in
         the summary's ``left_out``, unless ``include_restricted``; naming one is an error.
         ``progress`` counts payload bytes twice (written, then checksummed)."""
-        from .bags import export
-
-        return export(self, directory, documents, organization=organization, identifier=identifier,
-                      include_restricted=include_restricted, progress=progress)
-
-
-def _parsed_details(event: dict[str, Any]) -> dict[str, Any]:
-    event["details"] = json.loads(event["details"])
-    return event
+        doc_ids = [self.resolve(ref) for ref in documents]
+        return bags.export(self.conn, directory, doc_ids, name=self.path.name,
+                           organization=organization, identifier=identifier,
+                           include_restricted=include_restricted, progress=progress)

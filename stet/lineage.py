@@ -29,13 +29,14 @@ its bytes are left out, and so is a hidden document it supersedes.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 from urllib.parse import quote
-
-from prov.model import ProvDocument
 
 from . import store
 from .errors import InvalidInput, arg
+
+if TYPE_CHECKING:
+    from prov.model import ProvDocument
 
 NAMESPACES = {
     "stet": "urn:stet:",
@@ -62,6 +63,9 @@ def lineage(conn, doc_id: int, *, document: Callable[[int], dict[str, Any]],
     if not include_restricted and _hidden(conn, doc_id):
         raise InvalidInput(f"document {doc_id} is restricted: give "
                            f"{arg('include_restricted')} to export it")
+    # prov (about 25 ms to import) is loaded on first use, not by every command
+    from prov.model import ProvDocument
+
     record = document(doc_id)
     prov = ProvDocument()
     for prefix, uri in NAMESPACES.items():

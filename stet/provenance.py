@@ -101,6 +101,14 @@ def iter_events(conn, *, document: int | None = None) -> Iterator[dict[str, Any]
         yield event
 
 
+def log(conn, *, document: int | None = None) -> Iterator[dict[str, Any]]:
+    """The events, oldest first (only a document's, if given), each with its ``details``
+    parsed, read from the cursor as they are consumed."""
+    for event in iter_events(conn, document=document):
+        event["details"] = json.loads(event["details"])
+        yield event
+
+
 #: The type each column of ``events`` must hold (``None`` allowed where listed).
 _EVENT_TYPES = (("seq", (int,)), ("time", (str,)), ("actor", (str,)), ("action", (str,)),
                 ("subject", (str, type(None))), ("document", (int, type(None))),

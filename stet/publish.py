@@ -1,5 +1,5 @@
-# Over 400 lines for now: building a snapshot and the served-snapshot cache (open_snapshot
-# and its holds) are the seam to split along, left while layer-event work edits this file.
+# Over 400 lines on purpose: one concern, building a public snapshot; its SQL (what is left
+# out, copied, indexed) is kept together so what is published reads in one place.
 """The public snapshot: everything that may be published, nothing that may not.
 
 ``publish(source, out)`` writes a new SQLite file that holds the public part of an archive:
@@ -24,6 +24,9 @@ source archive's chain length and head hash and how many rows of each kind were 
 every published event follows, re-chained, its ``details`` extended with
 ``{"original": {"seq": ..., "hash": ...}}`` so that anyone holding the source can match each
 one to the original. ``stet verify`` passes on the snapshot.
+
+The snapshots ``stet serve`` keeps and reuses, one per state of the archive, are
+:mod:`stet.snapshots`.
 """
 
 from __future__ import annotations
@@ -33,17 +36,11 @@ import json
 import os
 import re
 import sqlite3
-import weakref
 from pathlib import Path
 from typing import Any, Callable
 
-try:
-    import fcntl
-except ImportError:  # no flock: leftovers are then never removed, nothing is risked
-    fcntl = None
-
-
 from . import files, store
+from .annotations import revisions_digest
 from ._version import __version__
 from .errors import InvalidInput, NotFound, StetError, arg
 from .hashing import sha256_file
@@ -80,13 +77,12 @@ def fold(text: str | None) -> str | None:
     return _MARKS.sub("", text)
 
 
-def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None = None,
-            force: bool = False, record: bool = True,
+def publish(source: str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
             progress: Callable | None = None) -> dict[str, Any]:
-    """Write the public snapshot of ``source`` to ``out``; return a summary.
-
-    With ``record`` the source archive gets a ``publish`` event naming the snapshot's SHA-256
-    and chain head. ``force`` replaces an existing ``out`` (never the source itself).
+    """Write the public snapshot of ``source`` to ``out``; return a summary, with the source's
+    chain as it stood (``archive_head``). Only reads the source: :meth:`stet.Archive.publish`
+    records the ``publish`` event naming the snapshot's SHA-256 and chain head.
+    ``force`` replaces an existing ``out`` (never the source itself).
     ``progress``: given the number of build steps (:data:`STEPS`), a context manager yielding
     ``advance(n)``, advanced after each step (a copy, an index, the VACUUM, the hash).
     """
@@ -100,178 +96,16 @@ def publish(source: str | os.PathLike, out: str | os.PathLike, *, by: str | None
             raise InvalidInput(f"{out} already exists (give {arg('force')} to replace it)")
     if out.parent and not out.parent.is_dir():
         raise NotFound(f"no folder {out.parent}")
-    from .archive import Archive, default_user
-
-    # A publication (recorded) writes to the source: it migrates an older one first. A
-    # cache for serving (not recorded) only reads it, and leaves its bytes as they are.
-    with Archive(source, create=False, readonly=not record):
-        pass
+    # Only reads the source, and leaves its bytes as they are; one that needs migrating is
+    # refused (the facade, which records the publication, migrates it when it opens it).
+    store.connect(str(source), mode="read").conn.close()
     counting = progress(STEPS) if progress is not None else contextlib.nullcontext(_ignore)
     with counting as advance:
-        summary = _write(source, out, advance=advance)
-    if record:
-        with Archive(source) as archive, archive.write() as chain:
-            event = chain.append(
-                actor=by or default_user(), action="publish", subject=f"snapshot:{summary['sha256']}",
-                details={"file": out.name, "sha256": summary["sha256"], "size": summary["size"],
-                         "source": summary["source"], "left_out": summary["left_out"],
-                         "snapshot_head": summary["head"], "format": FORMAT},
-            )
-        summary["event"] = event["seq"]
-    # the archive's chain as it stands now (with the publish event): the anchor to keep
-    summary["archive_head"] = {"length": event["seq"], "head": event["hash"]} if record else \
-        {"length": summary["source"]["events"], "head": summary["source"]["head"]}
+        summary = write_snapshot(source, out, advance=advance)
+    summary["archive_head"] = {"length": summary["source"]["events"],
+                               "head": summary["source"]["head"]}
     return summary
 
-
-def snapshot_info(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The first event's details of a snapshot (None if ``path`` is not one)."""
-    try:
-        conn = store.connect(str(path), mode="read", check=False).conn
-    except (StetError, sqlite3.Error):
-        return None
-    try:
-        row = conn.execute("SELECT action, details FROM events WHERE seq = 1").fetchone()
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
-    if not row or row[0] != "publish":
-        return None
-    return json.loads(row[1])
-
-
-def source_head(source: str | os.PathLike) -> tuple[int, str]:
-    """The source archive's chain length and head hash, read without writing a byte to it
-    (``stet serve`` looks at it on every start: DESIGN.md, invariant 9)."""
-    from .archive import Archive
-
-    with Archive(source, create=False, readonly=True) as archive:
-        return Chain(archive.conn).head()
-
-
-def ensure_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
-    """The public snapshot of ``source`` as it stands now (see :func:`open_snapshot`), not
-    held: a later call, once the archive has changed, may remove it. To serve it, hold it."""
-    with open_snapshot(source, cache) as snapshot:
-        return snapshot.path
-
-
-class Snapshot:
-    """A snapshot file held open by this process (a shared ``flock``) for as long as it
-    serves it: no other stet process removes a held snapshot. ``close()`` (or the end of a
-    ``with`` block, or the object being collected, or the process ending, even by SIGKILL)
-    lets go."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self._finalizer = weakref.finalize(self, os.close, fd)
-
-    def close(self) -> None:
-        self._finalizer()
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __enter__(self) -> "Snapshot":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def snapshot_folder(source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
-    """Where ``stet serve`` keeps the snapshots of ``source``: ``cache``, else ``ARCHIVE-public``
-    beside it."""
-    source = Path(source)
-    return Path(cache) if cache else source.with_name(source.name + "-public")
-
-
-#: A snapshot in the folder, named by what it was derived from: the source's chain length and
-#: head (its first 16 hex digits) and the snapshot format.
-_SNAPSHOT = re.compile(r"(\d+)-([0-9a-f]{16})-v(\d+)\.db")
-
-
-def open_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Snapshot:
-    """The public snapshot of ``source`` as it stands now, held (:class:`Snapshot`).
-
-    Snapshots live in a folder (:func:`snapshot_folder`), one file per source chain head,
-    ``SEQ-HEAD-vFORMAT.db``. A snapshot for the current head is reused; otherwise one is built
-    under a temporary name and linked into place without replacing anything, so a file never
-    changes once it has its name: a server that opened it serves that one snapshot on every
-    route, whatever a second server builds beside it. Every snapshot older than the one
-    returned that no process holds is then removed (a server killed with SIGKILL holds
-    nothing), and so are the temporary files of builds that were killed."""
-    source = Path(source)
-    if not source.exists():
-        raise NotFound(f"no archive at {source}")
-    folder = snapshot_folder(source, cache)
-    _snapshot_folder(folder)
-    for _attempt in range(5):  # another process may remove an old one just as we take it
-        seq, head = source_head(source)
-        path = folder / f"{seq}-{head[:16]}-v{FORMAT}.db"
-        info = snapshot_info(path) if path.exists() else None
-        if not (info and info.get("format") == FORMAT
-                and info.get("source") == {"events": seq, "head": head}):
-            if path.exists():  # not what its name says (damaged): replaced when unused
-                files.remove_unused(path)
-            _write(source, path, shown_as=folder, clobber=False)
-        snapshot = _hold(path)
-        if snapshot is not None:
-            break
-    else:
-        raise StetError(f"cannot keep a snapshot in {folder}: the archive changed all along")
-    _clean_snapshots(folder, keep=path, seq=seq)
-    return snapshot
-
-
-def _snapshot_folder(folder: Path) -> None:
-    if folder.is_dir():
-        return
-    if not folder.parent.is_dir():
-        raise NotFound(f"no folder {folder.parent}")
-    if folder.exists() or folder.is_symlink():
-        # the single snapshot file of earlier versions: a cache, rebuilt in the folder
-        if folder.is_file() and not folder.is_symlink() and snapshot_info(folder) is not None:
-            folder.unlink()
-        else:
-            raise InvalidInput(f"{folder} is in the way: stet serve keeps its snapshots in a "
-                               "folder of that name")
-    try:
-        folder.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise StetError(f"cannot write {folder}: {(exc.strerror or str(exc)).lower()}") from None
-
-
-def _hold(path: Path) -> Snapshot | None:
-    """``path`` held with a shared lock, or None if it was removed before we got it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        if os.stat(path).st_ino != os.fstat(fd).st_ino:
-            raise FileNotFoundError(path)
-    except OSError:
-        os.close(fd)
-        return None
-    return Snapshot(path, fd)
-
-
-def _clean_snapshots(folder: Path, *, keep: Path, seq: int) -> None:
-    """Remove every snapshot in ``folder`` no process holds, except ``keep`` and any newer
-    one (another process may be about to take it); then the leftovers of killed builds."""
-    for entry in os.scandir(folder):
-        match = _SNAPSHOT.fullmatch(entry.name)
-        if match and entry.name != keep.name and (
-                int(match[1]) <= seq or int(match[3]) != FORMAT):
-            files.remove_unused(Path(entry.path))
-    files.clean_temporaries(folder)
-
-
-# -- building ---------------------------------------------------------------------------------
 
 def _hidden_documents(conn) -> None:
     """``temp.hidden_documents``: what the snapshot leaves out, with restriction read from
@@ -530,8 +364,6 @@ def _copy_events(conn, batch: int = 5000) -> None:
 def _published_import(conn, details: dict[str, Any]) -> dict[str, Any] | None:
     """What a snapshot keeps of an import's event: the file's name and the published part of
     the revision rows it wrote (None when none of them is published)."""
-    from .annotations import revisions_digest
-
     rows = details.get("rows") or {}
     first, last = rows.get("first"), rows.get("last")
     present = conn.execute(
@@ -549,8 +381,8 @@ def _file_hash(path: Path) -> tuple[str, int]:
         return sha256_file(stream)
 
 
-def _write(source: Path, out: Path, *, shown_as: Path | None = None,
-           clobber: bool = True, advance: Callable[[int], Any] = _ignore) -> dict[str, Any]:
+def write_snapshot(source: Path, out: Path, *, shown_as: Path | None = None,
+                   clobber: bool = True, advance: Callable[[int], Any] = _ignore) -> dict[str, Any]:
     """Build the snapshot of ``source`` under a temporary name beside ``out``, then move it
     into place: replacing ``out`` (``clobber``), or, if another process got there first,
     leaving theirs. Errors name ``shown_as`` (else ``out``)."""

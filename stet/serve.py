@@ -1,7 +1,7 @@
 """Serving an archive with Datasette: the public snapshot, read-only, as database ``archive``.
 
 ``stet serve`` never opens the live archive in Datasette. It serves the public snapshot
-(:func:`stet.publish.open_snapshot`: a file in the folder ``archive.db-public`` beside the
+(:func:`stet.snapshots.open_snapshot`: a file in the folder ``archive.db-public`` beside the
 archive, one per state of the archive's event chain, built when the chain has grown), opened
 in Datasette's immutable mode, so that no URL can reach restricted material or write
 anything: the file holds nothing restricted and SQLite opens it read-only. The server holds
@@ -27,7 +27,7 @@ import yaml
 
 from .errors import InvalidInput, NotFound
 from .lru import KEPT_BY_RESPONSE_CACHE, LRU
-from .publish import Snapshot, open_snapshot
+from .snapshots import Snapshot, open_snapshot
 
 DATABASE_NAME = "archive"
 
@@ -95,7 +95,7 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def make_datasette(snapshot: str | os.PathLike | Snapshot, *,
                    metadata: dict[str, Any] | None = None, settings: dict[str, Any] | None = None):
     """A Datasette serving ``snapshot`` immutable, as ``archive``, with the stet plugin. A
-    held :class:`~stet.publish.Snapshot` stays held for as long as the Datasette lives."""
+    held :class:`~stet.snapshots.Snapshot` stays held for as long as the Datasette lives."""
     from datasette.app import Datasette
     from datasette.database import Database
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from stet import Archive, timeutil
-from stet.publish import ensure_snapshot
+from stet.snapshots import ensure_snapshot
 from stet.serve import load_metadata, make_datasette, prepare
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

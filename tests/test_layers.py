@@ -107,7 +107,7 @@ def test_publish_copies_the_events_of_kept_layers(archive, doc, db_path, tmp_pat
     archive.merge_layers("entitys", "entities", reason="typo")
     archive.rename_layer("entities", "names", reason="plainer")
     out = tmp_path / "public.db"
-    publish(db_path, out, by="ana", record=False)
+    publish(db_path, out)
     with Archive(out, readonly=True) as snapshot:
         assert snapshot.verify() == []
         assert [x["layer"] for x in snapshot.annotations()] == ["names"]

@@ -123,7 +123,7 @@ def test_fold_removes_vowel_marks_only():
 
 
 def test_publish_library_returns_a_summary(source):
-    summary = publish(source["db"], source["tmp"] / "lib.db", by="ana", record=False)
+    summary = publish(source["db"], source["tmp"] / "lib.db")
     assert summary["published"]["documents"] == 1
     assert summary["head"]["events"] == 5
     with Archive(source["db"]) as archive:
@@ -132,7 +132,7 @@ def test_publish_library_returns_a_summary(source):
 
 def test_snapshot_has_the_archives_page_size(source):
     """One place opens SQLite (stet.store.connect): a snapshot gets 16 KiB pages too."""
-    publish(source["db"], source["tmp"] / "pages.db", by="ana", record=False)
+    publish(source["db"], source["tmp"] / "pages.db")
     for path in (source["db"], source["tmp"] / "pages.db"):
         conn = sqlite3.connect(path)
         assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
@@ -143,7 +143,7 @@ def test_serve_cache_in_a_read_only_folder(tmp_path):
     import os
 
     from stet.errors import StetError
-    from stet.publish import ensure_snapshot
+    from stet.snapshots import ensure_snapshot
 
     if os.geteuid() == 0:  # root writes anywhere: a folder that does not exist instead
         cache = tmp_path / "no-such-folder" / "archive.db-public"

@@ -71,7 +71,7 @@ def _serve_prepare(db: Path, site) -> None:
     ARCHIVE-public) already current: only the source's chain head is read."""
     from stet.serve import prepare
 
-    from stet.publish import ensure_snapshot
+    from stet.snapshots import ensure_snapshot
 
     copy = site["tmp"] / "copy" / db.name  # built from a copy, so the source stays untouched
     copy.parent.mkdir()

@@ -11,8 +11,13 @@ import pytest
 
 from stet import Archive
 from stet.errors import InvalidInput, StetError
-from stet.publish import publish
 from stet.store import _append_only
+
+
+def publish(source, out, **options):
+    """Publish as ``stet publish`` does: through the facade, which records the event."""
+    with Archive(source, create=False) as archive:
+        return archive.publish(out, **options)
 
 
 def _snapshot_bytes(path) -> bytes:

@@ -16,7 +16,8 @@ import textwrap
 import pytest
 
 from stet import Archive
-from stet.publish import open_snapshot, publish, snapshot_folder
+from stet.publish import publish
+from stet.snapshots import open_snapshot, snapshot_folder
 from stet.serve import make_datasette, prepare
 
 LATER = "Zanzibar accord, signed later"
@@ -79,7 +80,7 @@ def _child(code: str, *args, **kwargs):
 
 HOLD = """
     import sys
-    from stet.publish import open_snapshot
+    from stet.snapshots import open_snapshot
     snapshot = open_snapshot(sys.argv[1])
     print(snapshot.path, flush=True)
     sys.stdin.readline()
@@ -110,13 +111,14 @@ def test_old_snapshots_go_when_no_server_holds_them(archive_path):
 KILLED = """
     import os, signal, sys
     import stet.publish
+    import stet.snapshots
     def killed(path):  # the temporary file is complete: die before it is moved into place
         os.kill(os.getpid(), signal.SIGKILL)
     stet.publish._file_hash = killed
     if sys.argv[2] == "serve":
-        stet.publish.open_snapshot(sys.argv[1])
+        stet.snapshots.open_snapshot(sys.argv[1])
     else:
-        stet.publish.publish(sys.argv[1], sys.argv[2], record=False)
+        stet.publish.publish(sys.argv[1], sys.argv[2])
 """
 
 PAUSED = """
@@ -128,7 +130,7 @@ PAUSED = """
         sys.stdin.readline()
         return real(path)
     stet.publish._file_hash = paused
-    stet.publish.publish(sys.argv[1], sys.argv[2], record=False)
+    stet.publish.publish(sys.argv[1], sys.argv[2])
     print("done", flush=True)
 """
 
@@ -158,7 +160,7 @@ def test_kill_9_leftovers_are_removed_by_the_next_run_never_a_live_one(archive_p
     assert live_tmp.exists()
     try:
         if where == "publish":
-            publish(archive_path, out, record=False)
+            publish(archive_path, out)
             assert out.exists()
         else:
             with open_snapshot(archive_path) as snapshot:

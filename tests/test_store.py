@@ -157,7 +157,8 @@ def test_the_rare_events_are_found_through_their_partial_indexes(tmp_path):
     """history (who imported a revision) and every annotate (where a layer moved) read the
     import and layer-move events: through partial indexes, not a scan of every event."""
     from stet import Archive
-    from stet.annotations.model import _IMPORTS, moves
+    from stet.annotations.layers import moves
+    from stet.annotations.model import _IMPORTS
     from stet.annotations.schema import LAYER_MOVES
 
     with Archive(tmp_path / "a.db") as archive:

@@ -2,7 +2,9 @@
 
 - :mod:`~stet.annotations.schema`: what an annotation is made of, written once (its columns
   and motivations), and the SQL generated from it, "the state at an instant" among it;
-- :mod:`~stet.annotations.model`: layers; annotate, revise, retract; get, history, query;
+- :mod:`~stet.annotations.layers`: layers: add, list, rename, merge, and following a layer
+  to where its annotations went;
+- :mod:`~stet.annotations.model`: annotate, revise, retract; get, history, query;
 - :mod:`~stet.annotations.anchoring`: from a span or a quote to checked offsets;
 - :mod:`~stet.annotations.w3c`: W3C Web Annotation JSON-LD out and in, brat out;
 - :mod:`~stet.annotations.importer`: the bulk import of W3C files, reading them
@@ -14,11 +16,10 @@ What the package offers is importable from here (``from stet.annotations import 
 
 from .importer import CLOCK_SKEW_MINUTES, CLOCK_SKEW_US, Importer, import_files
 from .files import parsed_batches
+from .layers import add_layer, check_layer_name, layer_id, layers, merge_layers, moves, rename_layer
 from .model import (
-    Span, add_layer, annotate, check_layer_name, check_motivation, check_tags,
-    document_text, event_details, get, history, layer_id, layers, merge_layers, moves,
-    parse_overlap, query, rename_layer, retract, revise, revisions_digest, rows_digest,
-    threaded,
+    Span, annotate, check_motivation, check_tags, document_text, event_details, get, history,
+    parse_overlap, query, retract, revise, revisions_digest, rows_digest, threaded,
 )
 from .schema import FIELDS, INSERT_REVISION, MOTIVATIONS, REVISION_COLUMNS, state_at
 

@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: one concern, the bulk import; its steps (match, check for
+# conflicts, write rows, rebuild the current state) share the Importer's state and cache.
 """The bulk import: parsed W3C annotations into the archive, file by file.
 
 :func:`import_files` runs an :class:`Importer` over each file (parsed here, or in a worker
@@ -26,7 +28,8 @@ from ..errors import InvalidInput, NotFound, StetError, arg
 from ..provenance import Chain
 from . import anchoring
 from .files import file_sha256, files, parsed_batches, read
-from .model import add_layer, check_colour, check_layer_name, check_motivation, check_tags, find_layer
+from .layers import add_layer, check_colour, check_layer_name, find_layer
+from .model import check_motivation, check_tags
 from .schema import CURRENT_FROM_IMPORT, INSERT_REVISION, MOTIVATIONS, layer_targets
 from .w3c import parse
 from .worker import parse_in_worker, worth_a_worker

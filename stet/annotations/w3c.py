@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: one format, W3C Web Annotation, both ways (and brat out, which
+# shares its row selection); writing and parsing must agree on every field, so they sit together.
 """W3C Web Annotation out and in, and brat standoff out: serialization only (the files an
 import reads are found and read in :mod:`stet.annotations.files`, written in
 :mod:`stet.annotations.importer`).

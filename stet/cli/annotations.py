@@ -1,3 +1,5 @@
+# Over 400 lines on purpose: one command group (annotations), each command a thin layer of
+# options, help text with its example, and one call to the Archive.
 """Commands for annotations: layer add/list, annotate, revise, retract, annotations, history,
 export, import."""
 

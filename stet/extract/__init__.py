@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 from .._version import __version__
 from . import worker
+from .decoding import decode_head, looks_like_text
 
 #: Files larger than this are archived with an empty text and a warning: extraction
 #: holds the whole file and its text in memory, so it is bounded.
@@ -196,8 +197,6 @@ def detect_media_type(head: bytes, filename: str = "") -> str:
     Content wins only on a real signature at its real place; a file whose name says text
     stays text unless it starts with a binary format's signature (docs/formats.md,
     "Hostile files")."""
-    from .text import looks_like_text
-
     by_name = _by_extension(os.path.splitext(filename)[1].lower()) if filename else None
     for sniff in _SNIFFERS:
         found = sniff(head, by_name)
@@ -234,8 +233,6 @@ _MARKUP_START = re.compile(rb"(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?[\s\x00]*<")
 
 
 def _sniff_html(head: bytes, by_name: str | None) -> str | None:
-    from .text import decode_head
-
     if says_text(by_name) or not _MARKUP_START.match(head):  # cheap tests first: runs per file
         return None
     start = decode_head(head)[:1024].lstrip("\ufeff \t\r\n").lower()

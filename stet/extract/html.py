@@ -17,7 +17,7 @@ import re
 from selectolax.lexbor import LexborHTMLParser
 
 from . import Extraction, register
-from .text import decode, normalize_newlines
+from .decoding import decode, normalize_newlines
 
 NAME = "stet.html"
 VERSION = "1"

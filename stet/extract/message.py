@@ -31,7 +31,7 @@ from email.message import EmailMessage
 
 from . import Extraction, register, says_text, sniffer
 from .html import extract_html
-from .text import decode_head, normalize_newlines
+from .decoding import decode_head, normalize_newlines
 
 NAME = "stet.email"
 VERSION = "1"

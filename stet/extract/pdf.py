@@ -22,7 +22,7 @@ import functools
 import re
 
 from . import Extraction, register, sniffer
-from .text import normalize_newlines
+from .decoding import normalize_newlines
 
 NAME = "stet.pdf"
 PAGE_SEPARATOR = "\f"
