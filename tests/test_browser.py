@@ -7,6 +7,7 @@ counts UTF-16 units). A screenshot goes to tests/artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import socket
 import threading
@@ -42,17 +43,15 @@ def browser():
         instance.close()
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The sample archive served by uvicorn on 127.0.0.1, in a thread."""
+@contextlib.contextmanager
+def served(app):
+    """``app`` served by uvicorn on a free port of 127.0.0.1, in a thread; yields its URL."""
     import uvicorn
 
-    info = build_sample(tmp_path_factory.mktemp("browser"))
-    ds, _ = prepare(info["path"], metadata=ROOT / "metadata.yml")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(ds.app(), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -60,10 +59,21 @@ def site(tmp_path_factory):
     while not server.started:  # waiting for start-up, not timing anything
         assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
-    info["base"] = f"http://127.0.0.1:{port}"
-    yield info
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The sample archive served by uvicorn on 127.0.0.1, in a thread."""
+    info = build_sample(tmp_path_factory.mktemp("browser"))
+    ds, _ = prepare(info["path"], metadata=ROOT / "metadata.yml")
+    with served(ds.app()) as base:
+        info["base"] = base
+        yield info
 
 
 # Where code point `target` falls in the DOM: walk the text nodes counting code points

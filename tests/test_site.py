@@ -22,7 +22,7 @@ from stet.datasette_plugin import highlight
 from stet.publish import fold
 from stet.serve import load_metadata, make_datasette, merge, prepare
 
-from test_browser import browser  # noqa: F401  (the Chromium fixture)
+from test_browser import browser, served  # noqa: F401  (the Chromium fixture)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -303,23 +303,12 @@ def test_document_ids_in_query_results_link_to_their_pages(site, get):
 
 @pytest.mark.browser
 def test_threads_hashes_and_marks_in_chromium(browser, site):
-    import socket
-    import threading
+    with served(site["ds"].app()) as base:
+        _threads_hashes_and_marks(browser, site, base)
 
-    import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(site["ds"].app(), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:  # waiting for start-up, not timing anything
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    base, i = f"http://127.0.0.1:{port}", site["ids"]
+def _threads_hashes_and_marks(browser, site, base):
+    i = site["ids"]
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         # hovering the parent's passage shows its thread once, replies under it
@@ -350,5 +339,3 @@ def test_threads_hashes_and_marks_in_chromium(browser, site):
         assert mark.evaluate("el => getComputedStyle(el).backgroundColor") != "rgba(0, 0, 0, 0)"
     finally:
         page.close()
-        server.should_exit = True
-        thread.join(timeout=10)
