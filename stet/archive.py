@@ -29,8 +29,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from . import accounts
 from . import annotations as annotations_module
-from . import bags, content, lineage, provenance, serve, state, store, timeutil
+from . import bags, content, lineage, provenance, state, store, timeutil
 from . import ingest as ingest_module
 from . import publish as publish_module
 from .annotations import files as annotation_files
@@ -445,6 +446,8 @@ class Archive:
               announce: Callable[[str], Any] = print) -> None:
         """Serve the public snapshot with Datasette until interrupted, keeping up to
         ``cache_mb`` megabytes of answers in memory (0: none; see :mod:`stet.serve`)."""
+        from . import serve  # Datasette, uvicorn and YAML load only when serving: start-up
+
         serve.run(self.path, host=host, port=port, metadata=metadata, cache_mb=cache_mb,
             announce=announce)
 
@@ -452,7 +455,50 @@ class Archive:
                   settings: dict[str, Any] | None = None):
         """A Datasette serving the public snapshot (built or reused), and the snapshot's path:
         what ``serve`` runs, for tests and embedding."""
+        from . import serve  # as in serve(): only when serving
+
         return serve.prepare(self.path, metadata=metadata, settings=settings)
+
+    # -- accounts (stet.accounts) ---------------------------------------------------------
+
+    def add_user(self, name: str, *, role: str, password: str,
+                 by: str | None = None) -> dict[str, Any]:
+        """A workbench account: a ``user-add`` event; the password kept only as its hash."""
+        with self.write() as chain:
+            return accounts.add(self.conn, chain, name, role=role, password=password,
+                                by=by or default_user())
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every account (name, role, disabled, created, created_by), by name."""
+        return accounts.users(self.conn)
+
+    def set_role(self, name: str, role: str, *, by: str | None = None) -> dict[str, Any]:
+        with self.write() as chain:
+            return accounts.set_role(self.conn, chain, name, role, by=by or default_user())
+
+    def disable_user(self, name: str, *, by: str | None = None) -> dict[str, Any]:
+        with self.write() as chain:
+            return accounts.set_disabled(self.conn, chain, name, True, by=by or default_user())
+
+    def enable_user(self, name: str, *, by: str | None = None) -> dict[str, Any]:
+        with self.write() as chain:
+            return accounts.set_disabled(self.conn, chain, name, False, by=by or default_user())
+
+    def create_token(self, name: str, *, expires: float | None = None,
+                     by: str | None = None) -> dict[str, Any]:
+        """A bearer token for the account, in the result's ``token`` (shown once: only its
+        SHA-256 is kept); ``expires``: days until it stops working (None: never)."""
+        until = accounts.days(expires)
+        with self.write() as chain:
+            return accounts.create_token(self.conn, chain, name, by=by or default_user(),
+                                         expires=until)
+
+    def tokens(self, name: str | None = None) -> list[dict[str, Any]]:
+        return accounts.tokens(self.conn, name)
+
+    def revoke_token(self, token_id: int, *, by: str | None = None) -> dict[str, Any]:
+        with self.write() as chain:
+            return accounts.revoke_token(self.conn, chain, token_id, by=by or default_user())
 
     # -- bags -----------------------------------------------------------------------------
 
