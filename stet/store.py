@@ -37,6 +37,8 @@ APPEND_ONLY = (
     "layers",
     "annotation_revisions",
     "_sqlite_migrations",
+    "accounts",
+    "tokens",
 )
 
 migrations = Migrations("stet")
@@ -54,6 +56,8 @@ UNIQUE_KEYS = {
     "layers": [("id",), ("name",)],
     "annotation_revisions": [("id",), ("annotation", "revision")],
     "_sqlite_migrations": [("id",), ("migration_set", "name")],
+    "accounts": [("id",), ("name",)],
+    "tokens": [("id",), ("sha256",)],
 }
 
 #: The events that set a document's metadata: each records the whole state after it
@@ -356,6 +360,65 @@ def m004_rare_events(db: sqlite_utils.Database) -> None:
         CREATE INDEX events_imports ON events(seq) WHERE action = 'import';
         CREATE INDEX events_layer_moves ON events(seq)
             WHERE action IN ('layer-rename', 'layer-merge');
+        """
+    )
+
+
+#: The events that set an account's role and whether it is disabled; each records the whole
+#: state after it (``role``, ``disabled``): the ``account_state`` view reads the latest.
+USER_ACTIONS = ("user-add", "user-role", "user-disable", "user-enable")
+USER_ACTIONS_SQL = "(" + ", ".join(f"'{a}'" for a in USER_ACTIONS) + ")"
+
+
+@migrations()
+def m005_accounts(db: sqlite_utils.Database) -> None:
+    _script(db,
+        f"""
+        -- Workbench accounts (stet.accounts): the name, the password's argon2 hash, and who
+        -- made it when (as its user-add event records). Role and disabled change only by
+        -- events (user-add, user-role, user-disable, user-enable): see account_state.
+        CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE CHECK (length(name) > 0),
+            password_hash TEXT NOT NULL CHECK (password_hash GLOB '$argon2*'),
+            created TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        -- Bearer tokens: only the SHA-256 of each token is kept. Revoked by an event.
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            account INTEGER NOT NULL REFERENCES accounts(id),
+            sha256 TEXT NOT NULL UNIQUE
+                CHECK (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*'),
+            created TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            expires TEXT
+        );
+        CREATE INDEX tokens_account ON tokens(account);
+        CREATE INDEX events_account_state ON events(subject, seq)
+            WHERE action IN {USER_ACTIONS_SQL};
+        CREATE INDEX events_token_revoke ON events(subject) WHERE action = 'token-revoke';
+        -- An account's current role and whether it is disabled, from the details of its
+        -- latest user-* event. An account with no such event counts as disabled (fail
+        -- safe); stet verify reports it.
+        CREATE VIEW account_state AS
+        SELECT a.id AS account, a.name AS name,
+               json_extract(e.details, '$.role') AS role,
+               CASE WHEN e.seq IS NULL THEN 1
+                    ELSE coalesce(json_extract(e.details, '$.disabled'), 1) != 0 END
+                   AS disabled,
+               e.seq AS event
+        FROM accounts a LEFT JOIN events e ON e.seq = (
+            SELECT max(seq) FROM events INDEXED BY events_account_state
+            WHERE subject = 'user:' || a.name
+            AND action IN {USER_ACTIONS_SQL});
+        -- Whether each token is revoked: a token-revoke event names it.
+        CREATE VIEW token_state AS
+        SELECT t.id AS token, t.account AS account, EXISTS (
+                   SELECT 1 FROM events INDEXED BY events_token_revoke
+                   WHERE subject = 'token:' || t.id AND action = 'token-revoke') AS revoked
+        FROM tokens t;
+        {''.join(_append_only(t) for t in ("accounts", "tokens"))}
         """
     )
 

@@ -24,6 +24,9 @@ What the chain records, and what each table is held to:
   ``exact`` is the text at ``start:end``; ``annotations`` is the latest revision of each.
 - ``layers``: each has exactly one ``layer-add`` event with its id, name, description and
   colour (actor and time: ``created_by``, ``created``).
+- ``accounts`` and ``tokens``: each has exactly one ``user-add`` (name) or ``token-create``
+  (account, expires) event, whose actor and time are ``created_by`` and ``created``; each
+  account or token event names a row that exists (:mod:`stet.accounts`).
 - the schema: every table, index, trigger and view stet's migrations create, with the same
   SQL (an append-only trigger dropped or altered is named), no trigger of anyone else's, and
   every migration recorded.
@@ -47,12 +50,15 @@ from .annotations import REVISION_COLUMNS, event_details, revisions_digest
 from .annotations.schema import current_state_mismatches
 from .errors import InvalidInput
 from .provenance import check_chain, parse_details
-from .store import STATE_ACTIONS, migrations
+from .store import STATE_ACTIONS, USER_ACTIONS, migrations
 
 #: Actions whose ``document`` must name a document row.
 _DOCUMENT_ACTIONS = frozenset(("ingest", "ingest-duplicate", *STATE_ACTIONS))
 #: Actions that record one annotation revision each.
 _REVISION_ACTIONS = ("annotate", "revise", "retract")
+#: The account events: the table of the row each names, and the key of its id in the details.
+_ACCOUNT_ACTIONS = {**{a: ("accounts", "account") for a in USER_ACTIONS},
+                    "token-create": ("tokens", "id"), "token-revoke": ("tokens", "id")}
 #: What an ingest event's details say of the rows it wrote, in this order.
 _INGEST_KEYS = ("sha256", "size", "media_type", "filename", "parent", "supersedes", "title",
                 "source", "restricted", "text_sha256", "extractor", "extractor_version")
@@ -83,6 +89,7 @@ def verify(conn, *, expect_head: tuple[int, str] | None = None,
         ("annotation revisions", lambda: check_revisions(conn, facts)),
         ("current state", lambda: check_current_state(conn, moves=bool(facts.moves))),
         ("layers", lambda: check_layers(conn, facts)),
+        ("accounts", lambda: check_accounts(conn, facts)),
     ]
     if progress is None:
         return _run(steps, advance)
@@ -158,6 +165,9 @@ class _Facts:
         self.moves: list[tuple[int, str, Any, Any]] = []  # (seq, action, from, into)
         self.imports: list[tuple[int, int, int, Any, Any]] = []  # (first, last, seq, count, sha)
         self.revision_events = 0
+        # account or token id -> [(seq, actor, time, details)] of its user-add / token-create
+        self.created: dict[str, dict[Any, list[tuple]]] = {"accounts": {}, "tokens": {}}
+        self.changes: list[tuple[int, str, str, Any]] = []  # (seq, action, table, id)
         self.problems: list[str] = []
 
     def load_documents(self, conn) -> Iterator[str]:
@@ -198,6 +208,16 @@ class _Facts:
                 self.layer_actions[seq] = action
             if action != "layer-add":
                 self.moves.append((seq, action, details.get("from"), details.get("into")))
+        elif action in _ACCOUNT_ACTIONS:
+            if not isinstance(details, dict):
+                self.problems.append(f"event {seq} ({action}): details are not a JSON object")
+                return
+            table, key = _ACCOUNT_ACTIONS[action]
+            if action in ("user-add", "token-create"):
+                self.created[table].setdefault(details.get(key), []).append(
+                    (seq, event["actor"], event["time"], details))
+            else:
+                self.changes.append((seq, action, table, details.get(key)))
         elif action == "import":
             rows = details.get("rows") if isinstance(details, dict) else None
             if rows is None:
@@ -695,3 +715,46 @@ def _check_moves(facts: _Facts, layers: set) -> Iterator[str]:
             if seq not in created:
                 yield f"{where}: renames into layer {_show(into)}, which it did not create"
         closed.setdefault(source, seq)
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+def check_accounts(conn, facts: _Facts) -> Iterator[str]:
+    """Each account against its ``user-add`` event (name, created, created_by), each token
+    against its ``token-create`` event (account, expires, created, created_by); each account
+    or token event names a row that exists. Hashes are checked by nothing but a login."""
+    tables = (  # table, its creating event, the columns its event's details record
+        ("accounts", "user-add", ("name",)),
+        ("tokens", "token-create", ("account", "expires")),
+    )
+    for table, creating, keys in tables:
+        created = facts.created[table]
+        seen = set()
+        for row in conn.execute(f"SELECT id, created, created_by, {', '.join(keys)} "
+                                f"FROM {table} ORDER BY id"):
+            row_id, time, by, values = row[0], row[1], row[2], row[3:]
+            seen.add(row_id)
+            where = f"{table[:-1]} {row_id}" + (f" ({_show(row[3])})" if table == "accounts" else "")
+            events = created.get(row_id, [])
+            if not events:
+                yield f"{where}: no {creating} event records it"
+                continue
+            if len(events) > 1:
+                listed = ", ".join(str(e[0]) for e in events)
+                yield f"{where}: {len(events)} {creating} events record it (events {listed})"
+            seq, actor, when, details = events[0]
+            for column, value, expected in (
+                *zip(keys, values, (details.get(k, _ABSENT) for k in keys)),
+                ("created_by", by, actor), ("created", time, when),
+            ):
+                if not _same(value, expected):
+                    yield (f"{where}: {column} is {_show(value)}, "
+                           f"event {seq} ({creating}) records {_recorded(expected)}")
+        for row_id, events in created.items():
+            if row_id not in seen:
+                for event in events:
+                    yield f"event {event[0]} ({creating}): {table[:-1]} {_show(row_id)} does not exist"
+        for seq, action, changed, row_id in facts.changes:
+            if changed == table and row_id not in seen:
+                yield f"event {seq} ({action}): {table[:-1]} {_show(row_id)} does not exist"

@@ -19,6 +19,8 @@ def filled(db_path, tmp_path):
     (tmp_path / "in" / "b.bin").write_bytes(bytes(range(256)))
     with Archive(db_path) as archive:
         archive.ingest([tmp_path / "in"], by="ana")
+        archive.add_user("ana", role="archivist", password="correct horse", by="ana")
+        archive.create_token("ana", by="ana")
         conn = archive.conn
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO layers (name, created_by, created) VALUES ('entities', 'ana', '2026-01-01T00:00:00.000000Z')")
