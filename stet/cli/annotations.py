@@ -13,7 +13,7 @@ from ..annotations.worker import collector_paused
 from ..display import shown
 from ..files import write_whole
 from .common import (by_option, cli, db_option, echo_json, echo_json_lines, errors, json_option,
-                     open_archive, progress, silent_option, user)
+                     open_archive, progress, reason_options, silent_option, user)
 from .output import output_options, write
 
 
@@ -122,11 +122,7 @@ def _layer_row(layer: dict) -> dict:
 @layer.command("rename")
 @click.argument("old")
 @click.argument("new")
-@click.option("--reason", required=True, help="Why (kept in the event).")
-@by_option
-@json_option
-@db_option
-@errors
+@reason_options
 def layer_rename(old, new, reason, by, as_json, db_path):
     """Rename layer OLD to NEW: an event; the old name stays on record.
 
@@ -150,11 +146,7 @@ def layer_rename(old, new, reason, by, as_json, db_path):
 @layer.command("merge")
 @click.argument("source", metavar="FROM")
 @click.argument("into")
-@click.option("--reason", required=True, help="Why (kept in the event).")
-@by_option
-@json_option
-@db_option
-@errors
+@reason_options
 def layer_merge(source, into, reason, by, as_json, db_path):
     """Merge layer FROM into layer INTO: an event; FROM is closed.
 

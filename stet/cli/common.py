@@ -59,6 +59,16 @@ def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
 
 
+def reason_options(fn):
+    """What every recorded change takes (restrict, unrestrict, edit, layer rename and merge):
+    a required --reason kept in its event, --by, --json, --db, and the errors wrapper."""
+    for option in reversed((click.option("--reason", required=True,
+                                         help="Why (kept in the record)."),
+                            by_option, json_option, db_option, errors)):
+        fn = option(fn)
+    return fn
+
+
 def silent_option(fn):
     return click.option("-s", "--silent", is_flag=True, help="No progress bar.")(fn)
 

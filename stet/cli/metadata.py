@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import by_option, cli, db_option, echo_json, errors, json_option, open_archive, user
-
-
-def change_options(fn):
-    """What every change of a document's state takes: a reason, --by, --json, --db."""
-    for option in reversed((click.option("--reason", required=True,
-                                         help="Why (kept in the record)."),
-                            by_option, json_option, db_option, errors)):
-        fn = option(fn)
-    return fn
+from .common import cli, echo_json, open_archive, reason_options, user
 
 
 def _report(result, as_json: bool, message: str) -> None:
@@ -28,7 +19,7 @@ def _report(result, as_json: bool, message: str) -> None:
 
 @cli.command()
 @click.argument("doc")
-@change_options
+@reason_options
 def restrict(doc, reason, by, as_json, db_path):
     """Withhold a document, and its attachments, from the public.
 
@@ -46,7 +37,7 @@ def restrict(doc, reason, by, as_json, db_path):
 
 @cli.command()
 @click.argument("doc")
-@change_options
+@reason_options
 def unrestrict(doc, reason, by, as_json, db_path):
     """Make a restricted document public again.
 
@@ -67,7 +58,7 @@ def unrestrict(doc, reason, by, as_json, db_path):
 @click.argument("doc")
 @click.option("--title", help="The corrected title.")
 @click.option("--source", help="The corrected source (an empty value clears it).")
-@change_options
+@reason_options
 def edit(doc, title, source, reason, by, as_json, db_path):
     """Correct a document's title or source.
 
