@@ -653,6 +653,18 @@ def check_current_state(conn, *, moves: bool = False) -> Iterator[str]:
 # -- layers ---------------------------------------------------------------------------------
 
 
+def _recorded_once(where: str, events: list[tuple], action: str):
+    """The problems of a row that ``action`` events (``(seq, ...)``, in chain order) should
+    record exactly once; returns the first of them, or None when there is none."""
+    if not events:
+        yield f"{where}: no {action} event records it"
+        return None
+    if len(events) > 1:
+        listed = ", ".join(str(e[0]) for e in events)
+        yield f"{where}: {len(events)} {action} events record it (events {listed})"
+    return events[0]
+
+
 def check_layers(conn, facts: _Facts) -> Iterator[str]:
     """Each layer against the one event that created it (``layer-add``, or the
     ``layer-rename`` that gave a layer its new name); each such event finds its layer; each
@@ -663,14 +675,10 @@ def check_layers(conn, facts: _Facts) -> Iterator[str]:
     ):
         seen.add(layer_id)
         where = f"layer {layer_id} ({_show(name)})"
-        events = facts.layers.get(layer_id, [])
-        if not events:
-            yield f"{where}: no layer-add event records it"
+        first = yield from _recorded_once(where, facts.layers.get(layer_id, []), "layer-add")
+        if first is None:
             continue
-        if len(events) > 1:
-            listed = ", ".join(str(e[0]) for e in events)
-            yield f"{where}: {len(events)} layer-add events record it (events {listed})"
-        seq, subject, actor, time, details = events[0]
+        seq, subject, actor, time, details = first
         action = facts.layer_actions.get(seq, "layer-add")
         for column, value, expected in (
             ("name", name, details.get("name", _ABSENT)),
@@ -736,14 +744,10 @@ def check_accounts(conn, facts: _Facts) -> Iterator[str]:
             row_id, time, by, values = row[0], row[1], row[2], row[3:]
             seen.add(row_id)
             where = f"{table[:-1]} {row_id}" + (f" ({_show(row[3])})" if table == "accounts" else "")
-            events = created.get(row_id, [])
-            if not events:
-                yield f"{where}: no {creating} event records it"
+            first = yield from _recorded_once(where, created.get(row_id, []), creating)
+            if first is None:
                 continue
-            if len(events) > 1:
-                listed = ", ".join(str(e[0]) for e in events)
-                yield f"{where}: {len(events)} {creating} events record it (events {listed})"
-            seq, actor, when, details = events[0]
+            seq, actor, when, details = first
             for column, value, expected in (
                 *zip(keys, values, (details.get(k, _ABSENT) for k in keys)),
                 ("created_by", by, actor), ("created", time, when),
