@@ -5,7 +5,9 @@ Routes:
 - ``/-/documents/<id>``: the document's provenance summary and its text, every annotated
   character inside a ``<mark>`` (``?at=TIME`` for the annotations as they stood then);
 - ``/-/documents/<id>/raw``: its raw bytes, as a download;
-- ``/-/search?q=``: full-text search over documents and annotations, counted up to a cap.
+- ``/-/search?q=``: full-text search over documents and annotations, counted up to a cap;
+- ``/-/api/...``: the JSON API of the workbench (:mod:`stet.workbench`), 404 on any other
+  Datasette.
 
 Also: ``render_cell`` links documents and annotations to the document page (and the
 ``document`` column of any query's results), shortens SHA-256 hashes in tables, and shows names
@@ -24,7 +26,7 @@ from datasette import hookimpl
 from datasette.utils.asgi import Response
 from markupsafe import Markup
 
-from .. import timeutil
+from .. import timeutil, workbench
 from ..display import shown
 from ..errors import StetError
 from ..publish import fold
@@ -75,7 +77,14 @@ def register_routes():
         (r"^/-/documents/(?P<id>[0-9]{1,18})$", _reads_only(views.document_page)),
         (r"^/-/documents/(?P<id>[0-9]{1,18})/raw$", _reads_only(views.raw_bytes)),
         (r"^/-/search$", _reads_only(views.search_page)),
+        *workbench.ROUTES,  # the JSON API: 404 but on a workbench (stet.workbench)
     ]
+
+
+@hookimpl
+def skip_csrf(datasette, scope):
+    """No CSRF check for the JSON API with ``Authorization: Bearer``: not cookie-authenticated."""
+    return workbench.skip_csrf(scope)
 
 
 @hookimpl
@@ -84,13 +93,22 @@ def asgi_wrapper(datasette):
     (``stet serve``, or ``datasette serve -i`` on a published snapshot): nothing there can
     write, and Datasette 0.65 answers a POST to a table or a canned query with a 500 (an
     assertion, or a canned query's answer it cannot send). A Datasette with a mutable
-    database (the workbench, on the live archive) is left alone: its own routes take POSTs."""
+    database (the workbench, on the live archive) is left alone: its own routes take POSTs.
+    On a workbench every path outside its JSON API answers 401: its pages show the live
+    archive, restricted material included, and have no login yet."""
 
     def wrap(app):
         async def guarded(scope, receive, send):
             if (scope["type"] == "http" and scope.get("method", "GET") not in SAFE_METHODS
                     and _all_immutable(datasette)):
                 return await _not_allowed().asgi_send(send)
+            if (scope["type"] == "http" and workbench.is_workbench(datasette)
+                    and not scope.get("path", "").startswith(workbench.API_PREFIX)):
+                # The workbench serves the live archive, restricted material included: until
+                # its pages have a login, only the token-authenticated JSON API answers.
+                return await Response.json(
+                    {"error": "the workbench answers only its JSON API (/-/api/), with a token"},
+                    status=401).asgi_send(send)
             return await app(scope, receive, send)
 
         return guarded

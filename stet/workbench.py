@@ -1,0 +1,259 @@
+"""The workbench: a Datasette on the LIVE archive (mutable), with the JSON API for tools.
+
+:func:`make_workbench` serves the archive file itself as database ``archive`` (not a
+snapshot), with the stet plugin, and marks the Datasette as a workbench
+(``ds._stet_workbench``): the API's routes, registered by the plugin on every Datasette,
+answer 404 anywhere else (the public ``stet serve`` knows nothing of them).
+
+The API (see ``docs/accounts.md``, "The JSON API"), authenticated only by
+``Authorization: Bearer TOKEN`` (:func:`stet.accounts.authenticate_token`):
+
+- ``GET /-/api/documents/ID/annotations[?at=TIME]``: the list ``stet annotations ID --json``
+  prints (reader or above);
+- ``POST /-/api/annotations``: a new annotation, 201 (annotator or above);
+- ``POST /-/api/annotations/ID/revisions``: a new revision, 201;
+- ``POST /-/api/annotations/ID/retract``: a retraction, 200. An annotator revises and
+  retracts only the annotations they created, an editor or above anyone's.
+
+Every write opens its own :class:`stet.Archive` on the live file, in a thread, and closes it:
+one transaction with its event, signed by the token's account (never a name from the body).
+Refusals are one-line JSON, ``{"error": "..."}``: 401 (no or bad token), 403 (role or
+ownership), 400 (bad input, malformed JSON, an ambiguous quote), 404 (no such document or
+annotation), 405 (any other method).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from . import accounts
+from .archive import Archive
+from .errors import NotFound, StetError
+from .serve import DATABASE_NAME, SETTINGS, load_metadata
+
+#: The mark :func:`make_workbench` sets: the API answers only on a Datasette that has it.
+WORKBENCH_FLAG = "_stet_workbench"
+API_PREFIX = "/-/api/"
+
+
+def make_workbench(archive_path: str | os.PathLike, *, metadata: dict[str, Any] | None = None):
+    """A Datasette serving the live archive at ``archive_path``, mutable, as ``archive``, with
+    the stet plugin and its JSON API. The archive must exist."""
+    from datasette.app import Datasette
+    from datasette.database import Database
+
+    path = os.fspath(archive_path)
+    if not os.path.isfile(path):
+        raise NotFound(f"no archive at {path}")
+    ds = Datasette(metadata=metadata if metadata is not None else load_metadata(),
+                   settings={**SETTINGS, "default_cache_ttl": 0}, cors=False)
+    ds.add_database(Database(ds, path=path, is_mutable=True), name=DATABASE_NAME)
+    if "_memory" in ds.databases:
+        ds.remove_database("_memory")
+    setattr(ds, WORKBENCH_FLAG, True)
+    ds._stet_archive_path = path
+    return ds
+
+
+def is_workbench(datasette) -> bool:
+    return getattr(datasette, WORKBENCH_FLAG, False) is True
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+def _json(value: Any, status: int = 200):
+    from datasette.utils.asgi import Response
+
+    return Response(json.dumps(value, ensure_ascii=False), status=status,
+                    content_type="application/json; charset=utf-8")
+
+
+def _error(message: str, status: int, **headers: str):
+    response = _json({"error": " ".join(str(message).split())}, status)
+    response.headers.update(headers)
+    return response
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _status(exc: StetError) -> int:
+    return 404 if isinstance(exc, NotFound) else 400
+
+
+def _bearer(request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _in_thread(datasette, fn, *, readonly: bool = False):
+    """``fn(archive)`` on a fresh :class:`Archive` of the live file, in a thread, closed after."""
+    path = datasette._stet_archive_path
+
+    def run():
+        with Archive(path, create=False, readonly=readonly) as archive:
+            return fn(archive)
+
+    return asyncio.to_thread(run)
+
+
+async def _account(datasette, request, needed: str) -> dict[str, Any]:
+    token = _bearer(request)
+    if token is None:
+        raise _Refusal(401, "give Authorization: Bearer TOKEN (stet token create NAME)")
+    account = await _in_thread(datasette, lambda a: accounts.authenticate_token(a.conn, token),
+                               readonly=True)
+    if account is None:
+        raise _Refusal(401, "unknown, revoked or expired token, or a disabled account")
+    if not accounts.allows(account["role"], needed):
+        raise _Refusal(403, f"{account['role']} {account['name']!r} may not do this: "
+                            f"it needs {needed} or above")
+    return account
+
+
+async def _body(request) -> dict[str, Any]:
+    raw = await request.post_body()
+    try:
+        body = json.loads(raw.decode("utf-8")) if raw.strip() else None
+    except (UnicodeDecodeError, ValueError):
+        raise _Refusal(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _Refusal(400, "the body is a JSON object")
+    return body
+
+
+_CREATE = ("document", "layer", "start", "end", "quote", "prefix", "suffix", "body", "tags",
+           "motivation", "reply_to")
+_REVISE = ("start", "end", "quote", "prefix", "suffix", "body", "tags", "motivation")
+_RETRACT = ("reason",)
+
+
+def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise _Refusal(400, f"unknown field {unknown[0]!r}: one of {', '.join(allowed)}")
+    for key in ("start", "end", "reply_to"):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _Refusal(400, f"{key} is an integer")
+    for key in ("layer", "quote", "prefix", "suffix", "body", "motivation", "reason"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _Refusal(400, f"{key} is a string")
+    document = body.get("document")
+    if document is not None and (isinstance(document, bool) or not isinstance(document, (int, str))):
+        raise _Refusal(400, "document is an id or a reference")
+    tags = body.get("tags")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        raise _Refusal(400, "tags is a list of strings")
+    return {key: body[key] for key in allowed if key in body}
+
+
+def _owned(account: dict[str, Any], archive: Archive, annotation: int) -> None:
+    """An annotator may change only what they created; an editor or above anything."""
+    record = archive.annotation(annotation)
+    if not accounts.allows(account["role"], "editor") and record["creator"] != account["name"]:
+        raise _Refusal(403, f"annotation {annotation} was created by someone else: "
+                            "only an editor or above may change it")
+
+
+def _api(view, *methods: str):
+    """Only on a workbench (404 elsewhere); only ``methods`` (405); refusals as JSON."""
+
+    async def inner(datasette, request):
+        if not is_workbench(datasette):
+            return _error("not found", 404)
+        if request.method not in methods:
+            return _error(f"method {request.method} not allowed: {', '.join(methods)}", 405,
+                          Allow=", ".join(methods))
+        try:
+            return await view(datasette, request)
+        except _Refusal as exc:
+            return _error(str(exc), exc.status)
+        except StetError as exc:
+            return _error(str(exc), _status(exc))
+
+    inner.__name__ = inner.__qualname__ = view.__name__
+    return inner
+
+
+# -- views --------------------------------------------------------------------------------
+
+
+async def document_annotations(datasette, request):
+    await _account(datasette, request, "reader")
+    document = request.url_vars["id"]
+    at = request.args.get("at")
+    records = await _in_thread(datasette, lambda a: list(a.annotations(int(document), at=at)),
+                               readonly=True)
+    return _json(records)
+
+
+async def create_annotation(datasette, request):
+    account = await _account(datasette, request, "annotator")
+    fields = _fields(await _body(request), _CREATE)
+    if fields.get("document") is None and fields.get("reply_to") is None:
+        raise _Refusal(400, "give document (only a reply, reply_to, may leave it out)")
+    if fields.get("layer") is None and fields.get("reply_to") is None:
+        raise _Refusal(400, "give layer (only a reply, reply_to, may leave it out)")
+    document = fields.pop("document", None)
+    layer = fields.pop("layer", None)
+    fields.setdefault("body", "")
+    fields["tags"] = fields.get("tags") or ()
+    record = await _in_thread(datasette, lambda a: a.annotate(document, layer=layer,
+                                                              by=account["name"], **fields))
+    return _json(record, 201)
+
+
+async def revise_annotation(datasette, request):
+    account = await _account(datasette, request, "annotator")
+    annotation = int(request.url_vars["id"])
+    fields = _fields(await _body(request), _REVISE)
+
+    def revise(archive):
+        _owned(account, archive, annotation)
+        return archive.revise(annotation, by=account["name"], **fields)
+
+    return _json(await _in_thread(datasette, revise), 201)
+
+
+async def retract_annotation(datasette, request):
+    account = await _account(datasette, request, "annotator")
+    annotation = int(request.url_vars["id"])
+    fields = _fields(await _body(request), _RETRACT)
+
+    def retract(archive):
+        _owned(account, archive, annotation)
+        return archive.retract(annotation, by=account["name"], **fields)
+
+    return _json(await _in_thread(datasette, retract), 200)
+
+
+#: The API's routes, for the plugin's ``register_routes``.
+ROUTES = [
+    (r"^/-/api/documents/(?P<id>[0-9]{1,18})/annotations$",
+     _api(document_annotations, "GET", "HEAD")),
+    (r"^/-/api/annotations$", _api(create_annotation, "POST")),
+    (r"^/-/api/annotations/(?P<id>[0-9]{1,18})/revisions$", _api(revise_annotation, "POST")),
+    (r"^/-/api/annotations/(?P<id>[0-9]{1,18})/retract$", _api(retract_annotation, "POST")),
+]
+
+
+def skip_csrf(scope) -> bool:
+    """A request to the API carrying ``Authorization: Bearer``: not cookie-authenticated."""
+    if scope.get("type") != "http" or not scope.get("path", "").startswith(API_PREFIX):
+        return False
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return True
+    return False
