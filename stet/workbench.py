@@ -215,28 +215,26 @@ async def create_annotation(datasette, request):
     return _json(record, 201)
 
 
-async def revise_annotation(datasette, request):
-    account = await _account(datasette, request, "annotator")
-    annotation = int(request.url_vars["id"])
-    fields = _fields(await _body(request), _REVISE)
+def _change(method: str, allowed, status: int):
+    """A view that changes an existing annotation with ``Archive.<method>``: an annotator
+    changes only what they created (editors anyone's), signed by the token's account."""
 
-    def revise(archive):
-        _owned(account, archive, annotation)
-        return archive.revise(annotation, by=account["name"], **fields)
+    async def view(datasette, request):
+        account = await _account(datasette, request, "annotator")
+        annotation = int(request.url_vars["id"])
+        fields = _fields(await _body(request), allowed)
 
-    return _json(await _in_thread(datasette, revise), 201)
+        def change(archive):
+            _owned(account, archive, annotation)
+            return getattr(archive, method)(annotation, by=account["name"], **fields)
+
+        return _json(await _in_thread(datasette, change), status)
+
+    return view
 
 
-async def retract_annotation(datasette, request):
-    account = await _account(datasette, request, "annotator")
-    annotation = int(request.url_vars["id"])
-    fields = _fields(await _body(request), _RETRACT)
-
-    def retract(archive):
-        _owned(account, archive, annotation)
-        return archive.retract(annotation, by=account["name"], **fields)
-
-    return _json(await _in_thread(datasette, retract), 200)
+revise_annotation = _change("revise", _REVISE, 201)
+retract_annotation = _change("retract", _RETRACT, 200)
 
 
 #: The API's routes, for the plugin's ``register_routes``.

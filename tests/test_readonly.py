@@ -107,6 +107,8 @@ READ_COMMANDS = [
     ("verify", ["verify"]),
     ("verify --json", ["verify", "--json"]),
     ("layer list", ["layer", "list"]),
+    ("user list", ["user", "list"]),
+    ("token list", ["token", "list"]),
     ("annotations", ["annotations"]),
     ("annotations DOC --json", ["annotations", "{doc}", "--json"]),
     ("annotations --at", ["annotations", "--at", "{at}"]),
