@@ -57,4 +57,4 @@ chromium:
 	  else echo "chromium or fonts-dejavu-core is missing (install them as root): the tests that need them will skip"; fi; }
 
 clean:
-	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm archive.db-public archive.db.built
+	rm -rf $(VENV) archive.db archive.db-wal archive.db-shm archive.db-public archive.db-workbench archive.db.built

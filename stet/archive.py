@@ -270,7 +270,8 @@ class Archive:
                  quote: str | None = None, prefix: str | None = None,
                  suffix: str | None = None, motivation: str | None = None,
                  tags: Iterable[str] = (), reply_to: int | None = None,
-                 warn: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                 warn: Callable[[str], Any] | None = None,
+                 via: str | None = None) -> dict[str, Any]:
         """A new annotation on a span (offsets, or a quote) of a document's text. A reply
         (``reply_to``) may leave out ``document`` and ``layer``: its parent's. ``warn`` is
         called, once the annotation is written, with each warning (a new layer, the same
@@ -281,7 +282,7 @@ class Archive:
             record = annotations_module.annotate(
                 self.conn, chain, self.resolve(document) if document is not None else None,
                 layer=layer, body=body, by=by or default_user(), span=span,
-                motivation=motivation, tags=tags, reply_to=reply_to, warn=notes.append)
+                motivation=motivation, tags=tags, reply_to=reply_to, warn=notes.append, via=via)
         if warn is not None:
             for note in notes:
                 warn(note)
@@ -306,17 +307,19 @@ class Archive:
     def revise(self, annotation: int, *, by: str | None = None, body: str | None = None,
                start: int | None = None, end: int | None = None, quote: str | None = None,
                prefix: str | None = None, suffix: str | None = None,
-               tags: Iterable[str] | None = None, motivation: str | None = None) -> dict[str, Any]:
+               tags: Iterable[str] | None = None, motivation: str | None = None,
+               via: str | None = None) -> dict[str, Any]:
         span = annotations_module.Span(start, end, quote, prefix, suffix)
         with self.write() as chain:
             return annotations_module.revise(self.conn, chain, annotation, by=by or default_user(),
-                                             body=body, span=span, tags=tags, motivation=motivation)
+                                             body=body, span=span, tags=tags, motivation=motivation,
+                                             via=via)
 
     def retract(self, annotation: int, *, by: str | None = None,
-                reason: str | None = None) -> dict[str, Any]:
+                reason: str | None = None, via: str | None = None) -> dict[str, Any]:
         with self.write() as chain:
             return annotations_module.retract(self.conn, chain, annotation,
-                                              by=by or default_user(), reason=reason)
+                                              by=by or default_user(), reason=reason, via=via)
 
     def annotation(self, annotation: int) -> dict[str, Any]:
         return annotations_module.get(self.conn, annotation)

@@ -248,7 +248,7 @@ _FTS = [
     f"tokenize='{TOKENIZER}')",
     "INSERT INTO annotations_fts (rowid, body, exact, tags) SELECT id, stet_fold(body), "
     "stet_fold(exact), stet_fold((SELECT group_concat(value, ' ') FROM json_each(tags))) "
-    "FROM annotations",
+    "FROM annotations WHERE status = 'active'",  # a retracted note is history, not a match
     "INSERT INTO documents_fts (documents_fts) VALUES ('optimize')",
     "INSERT INTO annotations_fts (annotations_fts) VALUES ('optimize')",
 ]

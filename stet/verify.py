@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlite_utils
 
 from .annotations import REVISION_COLUMNS, event_details, revisions_digest
+from .annotations.model import EVENT_ONLY
 from .annotations.schema import current_state_mismatches
 from .errors import InvalidInput
 from .provenance import check_chain, parse_details
@@ -615,7 +616,7 @@ def _missing(event: tuple, located: int | None, importer: int | None) -> Iterato
 def _compare(where: str, revision: dict[str, Any], event: tuple) -> Iterator[str]:
     _, seq, action, actor, time, document, details = event
     expected = event_details(revision)
-    recorded = {k: v for k, v in details.items() if k != "original"} \
+    recorded = {k: v for k, v in details.items() if k not in EVENT_ONLY} \
         if isinstance(details, dict) else details
     if recorded != expected:
         differ = sorted(k for k in set(expected) | set(recorded or {})

@@ -380,6 +380,13 @@ def test_search_page_and_annotation_search(sample, get):
     assert "Documents: 0" in get("/-/search?q=zzzqqq").text
 
 
+def test_search_finds_no_retracted_note(sample, get):
+    """A retracted annotation stays in the snapshot as history, but is no longer a match."""
+    html = get("/-/search?q=" + quote('"soon retracted"')).text
+    assert "Annotations: 0" in html
+    assert f"#annotation-{sample['anns']['retracted']}" not in html
+
+
 def test_search_finds_nothing_restricted(get):
     for words in ("Quartermaine", "Ashgrove", "Marwick", "Zebulon"):
         assert rows(get, "/archive/documents.json?_shape=array&_search=" + words) == []

@@ -246,13 +246,14 @@ async def test_not_on_the_public_site(bench):
                                  "/archive.json?sql=select+name,password_hash+from+accounts",
                                  "/-/documents/1", "/-/documents/1/raw", "/-/search?q=Geneva",
                                  "/archive.db"])
-async def test_a_workbench_answers_nothing_but_its_api_until_its_pages_have_a_login(bench, url):
-    """The workbench serves the live archive, restricted material and accounts included: no
-    page, table, ?sql= or download answers there, with or without a token; only the API."""
+async def test_a_token_opens_the_api_and_no_page(bench, url):
+    """A bearer token is for the API only: every page, table, ?sql= or download sends it to
+    the login, as it does anyone without a session (tests/test_workbench_session.py)."""
     ds, t = bench["ds"], bench["tokens"]
     for headers in ({}, auth(t["eddie"])):
         response = await ds.client.get(url, headers=headers)
-        one_line_error(response, 401, "only its JSON API")
-        assert "a long password" not in response.text and "argon2" not in response.text
+        assert response.status_code == 302, response.text
+        assert response.headers["location"].startswith("/-/login")
+        assert response.text == ""
     ok = await ds.client.get(f"/-/api/documents/{bench['doc']}/annotations", headers=auth(t["rea"]))
     assert ok.status_code == 200

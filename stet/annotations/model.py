@@ -84,8 +84,9 @@ class Span:
 def annotate(conn, chain: Chain, document: int | None, *, layer: str | None, body: str = "",
              by: str, span: Span | None = None, motivation: str | None = None,
              tags: Iterable[str] = (), reply_to: int | None = None,
-             warn=None) -> dict[str, Any]:
-    """Create an annotation (revision 1) on a document's text; returns its JSON.
+             warn=None, via: str | None = None) -> dict[str, Any]:
+    """Create an annotation (revision 1) on a document's text; returns its JSON. ``via``:
+    where the write came from (``"workbench"``), recorded in its event's details.
 
     A reply (``reply_to``) is on its parent's document and in its parent's layer: either
     may be left out (None), and giving another is an error. ``warn`` (a callable, or None)
@@ -135,7 +136,7 @@ def annotate(conn, chain: Chain, document: int | None, *, layer: str | None, bod
                layer=layer_number, reply_to=reply_to, anchor=anchor, body=body,
                motivation=motivation, tags=check_tags(tags), creator=by, author=by,
                created=now, modified=now, modified_us=now_us, status="active", reason=None)
-    return _write(conn, chain, row, action="annotate", actor=by)
+    return _write(conn, chain, row, action="annotate", actor=by, via=via)
 
 
 def _same_span(conn, document: int, layer: int, anchor: anchoring.Anchor,
@@ -154,7 +155,7 @@ def _same_span(conn, document: int, layer: int, anchor: anchoring.Anchor,
 
 def revise(conn, chain: Chain, annotation: int, *, by: str, body: str | None = None,
            span: Span | None = None, tags: Iterable[str] | None = None,
-           motivation: str | None = None) -> dict[str, Any]:
+           motivation: str | None = None, via: str | None = None) -> dict[str, Any]:
     """Append a revision: what is given changes, the rest is kept."""
     span = span or Span()
     if body is None and not span.given and tags is None and motivation is None:
@@ -174,25 +175,26 @@ def revise(conn, chain: Chain, annotation: int, *, by: str, body: str | None = N
     if motivation is not None:
         last["motivation"] = check_motivation(motivation)
     return _next_revision(conn, chain, last, by=by, status="active", reason=None,
-                          action="revise")
+                          action="revise", via=via)
 
 
 def retract(conn, chain: Chain, annotation: int, *, by: str,
-            reason: str | None = None) -> dict[str, Any]:
+            reason: str | None = None, via: str | None = None) -> dict[str, Any]:
     """Append a tombstone revision: the annotation is no longer current, its history stays."""
     last = _last_revision(conn, annotation)
     if last["status"] == "retracted":
         raise InvalidInput(f"annotation {annotation} is already retracted")
     return _next_revision(conn, chain, last, by=by, status="retracted", reason=reason,
-                          action="retract")
+                          action="retract", via=via)
 
 
-def _next_revision(conn, chain, last, *, by, status, reason, action) -> dict[str, Any]:
+def _next_revision(conn, chain, last, *, by, status, reason, action, via) -> dict[str, Any]:
     moment = timeutil.now()
     now_us = max(timeutil.micros(moment), last["modified_us"])  # never before the last one
     last.update(revision=last["revision"] + 1, author=by, modified=timeutil.from_micros(now_us),
                 modified_us=now_us, status=status, reason=reason)
-    return _write(conn, chain, tuple(last[c] for c in REVISION_COLUMNS), action=action, actor=by)
+    return _write(conn, chain, tuple(last[c] for c in REVISION_COLUMNS), action=action, actor=by,
+                  via=via)
 
 
 def _last_revision(conn, annotation: int) -> dict[str, Any]:
@@ -214,12 +216,21 @@ def _row(*, anchor: anchoring.Anchor | None, **values) -> tuple:
     return tuple(values[c] for c in REVISION_COLUMNS)
 
 
-def _write(conn, chain: Chain, row: tuple, *, action: str, actor: str) -> dict[str, Any]:
+#: Keys of an annotation event's details that say how the event came about, not what the
+#: revision holds: ``stet verify`` compares the rest with the revision row.
+EVENT_ONLY = ("original", "via")
+
+
+def _write(conn, chain: Chain, row: tuple, *, action: str, actor: str,
+           via: str | None = None) -> dict[str, Any]:
     conn.execute(INSERT_REVISION, row)
     record = get(conn, row[0])
+    details = event_details(dict(zip(REVISION_COLUMNS, row)))
+    if via is not None:
+        details["via"] = via
     chain.append(time=record["modified"], actor=actor, action=action,
                  subject=f"annotation:{record['id']}", document=record["document"],
-                 details=event_details(dict(zip(REVISION_COLUMNS, row))))
+                 details=details)
     return record
 
 

@@ -22,11 +22,15 @@ the search page shows it) to every connection, so canned queries can use them.
 
 from __future__ import annotations
 
+import sqlite3
+
 from datasette import hookimpl
 from datasette.utils.asgi import Response
 from markupsafe import Markup
 
 from .. import timeutil, workbench
+from ..accounts import ROLES
+from ..workbench import api, pages, session
 from ..display import shown
 from ..errors import StetError
 from ..publish import fold
@@ -43,10 +47,27 @@ def _micros(value):
 
 
 @hookimpl
-def prepare_connection(conn):
+def prepare_connection(conn, datasette):
     conn.create_function("stet_micros", 1, _micros, deterministic=True)
     conn.create_function("stet_fold", 1, fold, deterministic=True)
     conn.create_function("stet_snippet", 2, highlight.snippet, deterministic=True)
+    if workbench.is_workbench(datasette):
+        conn.set_authorizer(_no_secrets)
+
+
+#: Columns no query through Datasette may read on a workbench, whatever the account: the
+#: password hashes and the tokens' hashes (the login and the API read them on connections
+#: of their own).
+SECRET_COLUMNS = {("accounts", "password_hash"), ("tokens", "sha256")}
+SECRET_TABLES = {"accounts", "tokens"}
+
+
+def _no_secrets(action, arg1, arg2, db_name, trigger):
+    if action == sqlite3.SQLITE_READ and (arg1, arg2) in SECRET_COLUMNS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_ATTACH:  # no other file through a query
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 #: Methods that read: everything else gets 405 wherever nothing can write.
@@ -77,14 +98,18 @@ def register_routes():
         (r"^/-/documents/(?P<id>[0-9]{1,18})$", _reads_only(views.document_page)),
         (r"^/-/documents/(?P<id>[0-9]{1,18})/raw$", _reads_only(views.raw_bytes)),
         (r"^/-/search$", _reads_only(views.search_page)),
-        *workbench.ROUTES,  # the JSON API: 404 but on a workbench (stet.workbench)
+        # the workbench's own: 404 but on a workbench (stet.workbench)
+        (r"^/-/login$", session.login),
+        (r"^/-/logout$", session.logout),
+        (r"^/-/documents$", _reads_only(pages.documents_page)),
+        *api.ROUTES,
     ]
 
 
 @hookimpl
 def skip_csrf(datasette, scope):
     """No CSRF check for the JSON API with ``Authorization: Bearer``: not cookie-authenticated."""
-    return workbench.skip_csrf(scope)
+    return api.skip_csrf(scope)
 
 
 @hookimpl
@@ -92,28 +117,61 @@ def asgi_wrapper(datasette):
     """405 for any method but GET, HEAD and OPTIONS when every database served is immutable
     (``stet serve``, or ``datasette serve -i`` on a published snapshot): nothing there can
     write, and Datasette 0.65 answers a POST to a table or a canned query with a 500 (an
-    assertion, or a canned query's answer it cannot send). A Datasette with a mutable
-    database (the workbench, on the live archive) is left alone: its own routes take POSTs.
-    On a workbench every path outside its JSON API answers 401: its pages show the live
-    archive, restricted material included, and have no login yet."""
+    assertion, or a canned query's answer it cannot send). On a workbench (the live archive,
+    restricted material included) every request goes through its gate first
+    (:func:`stet.workbench.session.gate`): without a live session, the login page only."""
 
     def wrap(app):
         async def guarded(scope, receive, send):
             if (scope["type"] == "http" and scope.get("method", "GET") not in SAFE_METHODS
                     and _all_immutable(datasette)):
                 return await _not_allowed().asgi_send(send)
-            if (scope["type"] == "http" and workbench.is_workbench(datasette)
-                    and not scope.get("path", "").startswith(workbench.API_PREFIX)):
-                # The workbench serves the live archive, restricted material included: until
-                # its pages have a login, only the token-authenticated JSON API answers.
-                return await Response.json(
-                    {"error": "the workbench answers only its JSON API (/-/api/), with a token"},
-                    status=401).asgi_send(send)
+            if scope["type"] == "http" and workbench.is_workbench(datasette):
+                return await session.gate(datasette, app, scope, receive, send)
             return await app(scope, receive, send)
 
         return guarded
 
     return wrap
+
+
+@hookimpl
+def actor_from_request(datasette, request):
+    """On a workbench, the account the gate found for the request's session (nothing a client
+    sends sets it); elsewhere nobody: the public site has no accounts."""
+    if not workbench.is_workbench(datasette):
+        return None
+    return request.scope.get(session.ACTOR_KEY)
+
+
+#: What no account may do through Datasette on a workbench: every write goes through stet's
+#: own views, which check the role and write an event.
+DATASETTE_WRITES = ("insert-row", "delete-row", "update-row", "create-table", "drop-table",
+                    "alter-table", "upsert-row")
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action, resource):
+    """On a workbench nothing is shown to anyone without an account, and Datasette itself
+    writes nothing (no write API, no writable canned query); stet's views write."""
+    if not workbench.is_workbench(datasette):
+        return None
+    if action in DATASETTE_WRITES or action.startswith("create-") or action.startswith("drop-"):
+        return False
+    if actor is None or actor.get("role") not in ROLES:
+        return False
+    if action == "view-table" and isinstance(resource, tuple) and resource[1] in SECRET_TABLES:
+        return False  # their other columns are in `stet user list` and `stet token list`
+    return None
+
+
+@hookimpl
+def menu_links(datasette, actor, request):
+    if not workbench.is_workbench(datasette) or actor is None:
+        return []
+    return [{"href": datasette.urls.path("/-/documents"), "label": "Documents"},
+            {"href": datasette.urls.path("/-/search"), "label": "Search"},
+            {"href": datasette.urls.path("/-/logout"), "label": f"Log out ({actor.get('id')})"}]
 
 
 def _all_immutable(datasette) -> bool:
@@ -224,7 +282,8 @@ def extra_template_vars(template, database, table, request, datasette):
     description); row pages of documents and annotations get a link to the document page."""
     if template == "index.html":
         async def holdings():
-            return {"stet_holdings": await views.holdings(datasette)}
+            return {"stet_holdings": await views.holdings(
+                datasette, everything=views.staff(datasette, request))}
 
         return holdings
     if template not in ("row.html",) or table not in ("documents", "annotations") or request is None:

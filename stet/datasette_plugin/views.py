@@ -2,7 +2,9 @@
 
 Every query here hides restricted documents (and their attachments) itself, so the pages stay
 safe even on a Datasette pointed at a live archive; ``stet serve`` serves a public snapshot
-that holds nothing restricted in the first place.
+that holds nothing restricted in the first place. Only on a workbench, for a logged-in
+account (:func:`staff`), do they show restricted documents, marked as such, and the document
+page offers writing (:mod:`stet.workbench.pages`).
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ PUBLIC = """NOT EXISTS (
 DOCUMENT_SQL = f"""
 SELECT d.id, d.sha256, s.title, d.filename, d.media_type, d.size, s.source, d.ingested_by,
        d.ingested_at, d.parent, d.supersedes, t.text, t.sha256 AS text_sha256, t.length,
-       t.extractor, t.extractor_version
+       t.extractor, t.extractor_version, NOT {PUBLIC} AS restricted
 FROM documents d JOIN document_state s ON s.document = d.id
 LEFT JOIN texts t ON t.document = d.id
-WHERE d.id = :doc AND {PUBLIC}
+WHERE d.id = :doc AND (:staff OR {PUBLIC})
 """
 
 #: Every title and source the document had (its ingest, then each edit), with who and why.
@@ -66,6 +68,16 @@ ORDER BY start, annotation
 """
 
 
+def staff(datasette, request) -> bool:
+    """Whether the request comes from a logged-in account on a workbench: only then is
+    restricted material shown (the public site has no accounts)."""
+    from ..workbench import is_workbench
+    from ..accounts import ROLES
+
+    actor = getattr(request, "actor", None) if request is not None else None
+    return is_workbench(datasette) and isinstance(actor, dict) and actor.get("role") in ROLES
+
+
 def database(datasette):
     """The archive's database: the one named ``archive``, else the first one served."""
     if "archive" in datasette.databases:
@@ -85,10 +97,11 @@ HOLDINGS_SQL = {
 }
 
 
-async def holdings(datasette) -> dict[str, int] | None:
+async def holdings(datasette, *, everything: bool = False) -> dict[str, int] | None:
     """How many documents, current annotations and layers the archive holds (public ones
-    only), for the index page; None when no stet archive is served. A snapshot (immutable)
-    holds nothing restricted, so its rows are counted as they are."""
+    only, or ``everything`` for staff on a workbench), for the index page; None when no stet
+    archive is served. A snapshot (immutable) holds nothing restricted, so its rows are
+    counted as they are."""
     try:
         db = database(datasette)
         tables = set(await db.table_names())
@@ -96,7 +109,7 @@ async def holdings(datasette) -> dict[str, int] | None:
             return None
         counts = {}
         for name, sql in HOLDINGS_SQL.items():
-            if not db.is_mutable:
+            if not db.is_mutable or everything:
                 sql = f"SELECT count(*) FROM {name}" + (
                     " WHERE status = 'active'" if name == "annotations" else "")
             counts[name] = (await db.execute(sql)).rows[0][0]
@@ -127,11 +140,13 @@ async def document_page(datasette, request):
             at_us = timeutil.parse_micros(at_text)
         except StetError as exc:
             return Response.html(f"<p>{marks.escape(exc)}</p>", status=400)
+    is_staff = staff(datasette, request)
     key = None if (db.is_mutable or db.is_memory or request.scope.get(KEPT_BY_RESPONSE_CACHE)) \
         else (_identity(db.path), doc_id, at_us)
     cached = _pages.get(key) if key else None
     if cached is None:
-        context = await _document_context(datasette, db, doc_id, at_us)
+        context = await _document_context(datasette, db, doc_id, at_us, staff=is_staff,
+                                          actor=request.actor if is_staff else None)
         if context is None:
             raise NotFound("No such document")
         if key:
@@ -139,13 +154,18 @@ async def document_page(datasette, request):
     else:
         context = cached
     context = {**context, "at": at_text}
+    if is_staff:
+        from ..workbench import pages
+
+        context = await pages.document_extras(datasette, db, request, context)
     return Response.html(
         await datasette.render_template("stet_document.html", context, request=request)
     )
 
 
-async def _document_context(datasette, db, doc_id: int, at_us: int | None):
-    rows = (await db.execute(DOCUMENT_SQL, {"doc": doc_id})).rows
+async def _document_context(datasette, db, doc_id: int, at_us: int | None, *,
+                            staff: bool = False, actor: dict | None = None):
+    rows = (await db.execute(DOCUMENT_SQL, {"doc": doc_id, "staff": staff})).rows
     if not rows:
         return None
     doc = dict(rows[0])
@@ -176,7 +196,8 @@ async def _document_context(datasette, db, doc_id: int, at_us: int | None):
         "database": db.name,
         "direction": marks.direction(text),
         "text_html": Markup(body),
-        "annotation_list": Markup(_annotation_list(datasette, db.name, annotations, names)),
+        "annotation_list": Markup(_annotation_list(datasette, db.name, annotations, names,
+                                                   actor=actor if at_us is None else None)),
         "layers": layers,
         "layer_css": Markup(marks.layer_css((layer["id"], layer["css_colour"]) for layer in layers)),
         "annotation_count": len(annotations),
@@ -226,9 +247,11 @@ def threads(annotations):
         stack.extend((r, False) for r in reversed(children))
 
 
-def _annotation_list(datasette, db_name, annotations, layer_names) -> str:
+def _annotation_list(datasette, db_name, annotations, layer_names, *, actor=None) -> str:
     """The ``<li>`` of every annotation, each reply nested under its parent (``<ol
-    class="replies">``)."""
+    class="replies">``). With ``actor`` (a workbench account, on the current annotations),
+    each offers the buttons its role allows (:func:`stet.workbench.pages.actions`)."""
+    from ..workbench.pages import actions
     esc = marks.escape
     history = datasette.urls.query(db_name, "annotation_history")
     names = {layer: esc(shown(name)) for layer, name in layer_names.items()}
@@ -248,6 +271,7 @@ def _annotation_list(datasette, db_name, annotations, layer_names) -> str:
             + f'<span dir="auto">{esc(a["body"])}</span>'
             + "".join(f'<em>{esc(shown(t))}</em>' for t in tags)
             + f'<a href="{history}?annotation={ann_id}">history</a>'
+            + (actions(actor, a) if actor is not None else "")
             + ('\n<ol class="replies">' if has_replies else "")
         )
     return "\n".join(out)
@@ -258,8 +282,9 @@ async def raw_bytes(datasette, request):
     db = database(datasette)
     doc_id = int(request.url_vars["id"])
     rows = (await db.execute(
-        f"SELECT sha256, filename, media_type, size FROM documents d WHERE d.id = :doc AND {PUBLIC}",
-        {"doc": doc_id})).rows
+        "SELECT sha256, filename, media_type, size FROM documents d "
+        f"WHERE d.id = :doc AND (:staff OR {PUBLIC})",
+        {"doc": doc_id, "staff": staff(datasette, request)})).rows
     if not rows:
         raise NotFound("No such document")
     sha, filename, media_type, size = rows[0]
@@ -352,7 +377,7 @@ FROM (SELECT rowid FROM annotations_fts WHERE annotations_fts MATCH :q ORDER BY 
       OFFSET :offset) f
 JOIN annotations a ON a.id = f.rowid JOIN documents d ON d.id = a.document
 JOIN layers l ON l.id = a.layer
-WHERE {PUBLIC.replace(':doc', 'd.id')}
+WHERE a.status = 'active' AND {PUBLIC.replace(':doc', 'd.id')}
 ORDER BY a.id
 """
 
@@ -361,7 +386,30 @@ async def search_page(datasette, request):
     db = database(datasette)
     q = request.args.get("q", "").strip()
     context = {"q": q, "documents": [], "annotations": [], "error": None,
-               "document_count": None, "annotation_count": None, "cap": COUNT_CAP}
+               "document_count": None, "annotation_count": None, "cap": COUNT_CAP,
+               "staff": staff(datasette, request), "more_url": None}
+    if context["staff"]:
+        await _staff_search(datasette, request, q, context)
+    else:
+        await _public_search(db, q, context)
+    for d in context["documents"]:
+        d["url"] = datasette.urls.path(f"/-/documents/{d['id']}")
+        d["context_html"] = Markup(highlight.highlight(d["context"], q))
+    for a in context["annotations"]:
+        a["url"] = datasette.urls.path(f"/-/documents/{a['document']}") + f"#annotation-{a['id']}"
+        a["exact_html"] = Markup(highlight.highlight(a["exact"], q))
+        a["body_html"] = Markup(highlight.highlight(a["body"], q))
+    context["database"] = db.name
+    context["table_search"] = {
+        "documents": datasette.urls.table(db.name, "documents") + "?" + urlencode({"_search": q}),
+        "annotations": datasette.urls.table(db.name, "annotations") + "?" + urlencode({"_search": q}),
+    }
+    return Response.html(
+        await datasette.render_template("stet_search.html", context, request=request)
+    )
+
+
+async def _public_search(db, q: str, context: dict) -> None:
     tables = set(await db.table_names())
     if q and not {"documents_fts", "annotations_fts"} <= tables:
         context["error"] = "Search needs the public snapshot that stet serve publishes."
@@ -380,18 +428,31 @@ async def search_page(datasette, request):
                 context[f"{kind}s"] = [dict(r) for r in (await db.execute(sql, params)).rows]
         except Exception as exc:  # a malformed FTS query
             context["error"] = f"Could not search for that: {exc}"
-    for d in context["documents"]:
-        d["url"] = datasette.urls.path(f"/-/documents/{d['id']}")
-        d["context_html"] = Markup(highlight.highlight(d["context"], q))
-    for a in context["annotations"]:
-        a["url"] = datasette.urls.path(f"/-/documents/{a['document']}") + f"#annotation-{a['id']}"
-        a["exact_html"] = Markup(highlight.highlight(a["exact"], q))
-        a["body_html"] = Markup(highlight.highlight(a["body"], q))
-    context["database"] = db.name
-    context["table_search"] = {
-        "documents": datasette.urls.table(db.name, "documents") + "?" + urlencode({"_search": q}),
-        "annotations": datasette.urls.table(db.name, "annotations") + "?" + urlencode({"_search": q}),
-    }
-    return Response.html(
-        await datasette.render_template("stet_search.html", context, request=request)
-    )
+
+
+async def _staff_search(datasette, request, q: str, context: dict) -> None:
+    """Search on a workbench, restricted documents included (and marked): the workbench's
+    private index of the live archive (:class:`stet.workbench.search.StaffSearch`), brought
+    up to date first. ``?offset=`` pages through both lists, 20 at a time."""
+    import asyncio
+
+    from ..workbench.search import StaffSearch
+
+    if not q:
+        return
+    try:
+        offset = max(0, int(request.args.get("offset", "0") or 0))
+    except ValueError:
+        offset = 0
+    index = getattr(datasette, "_stet_search", None)
+    if index is None:
+        index = datasette._stet_search = StaffSearch(datasette._stet_archive_path)
+    try:
+        found = await asyncio.to_thread(index.search, q, limit=PAGE, offset=offset)
+    except Exception as exc:  # a malformed FTS query
+        context["error"] = f"Could not search for that: {exc}"
+        return
+    context.update(found)
+    shown_up_to = offset + max(len(found["documents"]), len(found["annotations"]))
+    if max(found["document_count"], found["annotation_count"]) > shown_up_to:
+        context["more_url"] = "?" + urlencode({"q": q, "offset": offset + PAGE})

@@ -1,12 +1,9 @@
-"""The workbench: a Datasette on the LIVE archive (mutable), with the JSON API for tools.
+"""The workbench's JSON API, for tools and for the workbench's own pages.
 
-:func:`make_workbench` serves the archive file itself as database ``archive`` (not a
-snapshot), with the stet plugin, and marks the Datasette as a workbench
-(``ds._stet_workbench``): the API's routes, registered by the plugin on every Datasette,
-answer 404 anywhere else (the public ``stet serve`` knows nothing of them).
-
-The API (see ``docs/accounts.md``, "The JSON API"), authenticated only by
-``Authorization: Bearer TOKEN`` (:func:`stet.accounts.authenticate_token`):
+The API (see ``docs/workbench.md``, "The JSON API"), authenticated by
+``Authorization: Bearer TOKEN`` (:func:`stet.accounts.authenticate_token`), or, without that
+header, by the workbench's session cookie (:mod:`stet.workbench.session`), when every write
+must carry Datasette's CSRF token (the ``X-CSRFToken`` header; ``asgi-csrf`` checks it):
 
 - ``GET /-/api/documents/ID/annotations[?at=TIME]``: the list ``stet annotations ID --json``
   prints (reader or above);
@@ -16,8 +13,10 @@ The API (see ``docs/accounts.md``, "The JSON API"), authenticated only by
   retracts only the annotations they created, an editor or above anyone's.
 
 Every write opens its own :class:`stet.Archive` on the live file, in a thread, and closes it:
-one transaction with its event, signed by the token's account (never a name from the body).
-Refusals are one-line JSON, ``{"error": "..."}``: 401 (no or bad token), 403 (role or
+one transaction with its event, signed by the account (never a name from the body), its
+event's details saying ``"via": "workbench"``. A request with a bearer header is judged by
+its token alone, never by a cookie beside it. Refusals are one-line JSON,
+``{"error": "..."}``: 401 (no or bad token, no session), 403 (role or
 ownership), 400 (bad input, malformed JSON, an ambiguous quote), 404 (no such document or
 annotation), 405 (any other method).
 """
@@ -26,41 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 
-from . import accounts
-from .archive import Archive
-from .errors import NotFound, StetError
-from .serve import DATABASE_NAME, SETTINGS, load_metadata
-
-#: The mark :func:`make_workbench` sets: the API answers only on a Datasette that has it.
-WORKBENCH_FLAG = "_stet_workbench"
-API_PREFIX = "/-/api/"
-
-
-def make_workbench(archive_path: str | os.PathLike, *, metadata: dict[str, Any] | None = None):
-    """A Datasette serving the live archive at ``archive_path``, mutable, as ``archive``, with
-    the stet plugin and its JSON API. The archive must exist."""
-    from datasette.app import Datasette
-    from datasette.database import Database
-
-    path = os.fspath(archive_path)
-    if not os.path.isfile(path):
-        raise NotFound(f"no archive at {path}")
-    ds = Datasette(metadata=metadata if metadata is not None else load_metadata(),
-                   settings={**SETTINGS, "default_cache_ttl": 0}, cors=False)
-    ds.add_database(Database(ds, path=path, is_mutable=True), name=DATABASE_NAME)
-    if "_memory" in ds.databases:
-        ds.remove_database("_memory")
-    setattr(ds, WORKBENCH_FLAG, True)
-    ds._stet_archive_path = path
-    return ds
-
-
-def is_workbench(datasette) -> bool:
-    return getattr(datasette, WORKBENCH_FLAG, False) is True
-
+from .. import accounts
+from ..archive import Archive
+from ..errors import NotFound, StetError
+from .app import API_PREFIX, is_workbench
 
 # -- answers ------------------------------------------------------------------------------
 
@@ -96,6 +66,10 @@ def _bearer(request) -> str | None:
     return token.strip()
 
 
+def _has_authorization(request) -> bool:
+    return "authorization" in request.headers
+
+
 def _in_thread(datasette, fn, *, readonly: bool = False):
     """``fn(archive)`` on a fresh :class:`Archive` of the live file, in a thread, closed after."""
     path = datasette._stet_archive_path
@@ -108,13 +82,24 @@ def _in_thread(datasette, fn, *, readonly: bool = False):
 
 
 async def _account(datasette, request, needed: str) -> dict[str, Any]:
+    """The account making the request: its bearer token's when it has the header (and then
+    only that), else its session's (:data:`stet.workbench.session.ACTOR_KEY`)."""
+    from .session import ACTOR_KEY
+
     token = _bearer(request)
-    if token is None:
+    if token is not None:
+        account = await _in_thread(
+            datasette, lambda a: accounts.authenticate_token(a.conn, token), readonly=True)
+        if account is None:
+            raise _Refusal(401, "unknown, revoked or expired token, or a disabled account")
+    elif _has_authorization(request):
         raise _Refusal(401, "give Authorization: Bearer TOKEN (stet token create NAME)")
-    account = await _in_thread(datasette, lambda a: accounts.authenticate_token(a.conn, token),
-                               readonly=True)
-    if account is None:
-        raise _Refusal(401, "unknown, revoked or expired token, or a disabled account")
+    else:
+        actor = request.scope.get(ACTOR_KEY)
+        if actor is None:
+            raise _Refusal(401, "log in (/-/login), or give Authorization: Bearer TOKEN "
+                                "(stet token create NAME)")
+        account = {"name": actor["id"], "role": actor["role"]}
     if not accounts.allows(account["role"], needed):
         raise _Refusal(403, f"{account['role']} {account['name']!r} may not do this: "
                             f"it needs {needed} or above")
@@ -131,6 +116,9 @@ async def _body(request) -> dict[str, Any]:
         raise _Refusal(400, "the body is a JSON object")
     return body
 
+
+#: What the events of the workbench's writes say of where they came from.
+VIA = "workbench"
 
 _CREATE = ("document", "layer", "start", "end", "quote", "prefix", "suffix", "body", "tags",
            "motivation", "reply_to")
@@ -211,7 +199,8 @@ async def create_annotation(datasette, request):
     fields.setdefault("body", "")
     fields["tags"] = fields.get("tags") or ()
     record = await _in_thread(datasette, lambda a: a.annotate(document, layer=layer,
-                                                              by=account["name"], **fields))
+                                                              by=account["name"], via=VIA,
+                                                              **fields))
     return _json(record, 201)
 
 
@@ -226,7 +215,7 @@ def _change(method: str, allowed, status: int):
 
         def change(archive):
             _owned(account, archive, annotation)
-            return getattr(archive, method)(annotation, by=account["name"], **fields)
+            return getattr(archive, method)(annotation, by=account["name"], via=VIA, **fields)
 
         return _json(await _in_thread(datasette, change), status)
 
