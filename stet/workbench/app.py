@@ -75,5 +75,21 @@ def run(archive_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
                  "(docs/workbench.md); passwords and session cookies must not cross a network "
                  "in clear")
     announce(f"stet workbench on http://{host}:{port}/ (log in at /-/login; Ctrl-C stops it)")
-    uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on",
-                proxy_headers=True)
+    index = _search_index(ds)
+    try:
+        uvicorn.run(ds.app(), host=host, port=port, log_level="warning", lifespan="on",
+                    proxy_headers=True)
+    finally:
+        index.close()
+
+
+def _search_index(ds):
+    """The staff's search index, brought up to date in the background from the start, so
+    that the first search does not wait for a whole build."""
+    import threading
+
+    from .search import StaffSearch
+
+    index = ds._stet_search = StaffSearch(ds._stet_archive_path)
+    threading.Thread(target=index.refresh, name="stet-search-index", daemon=True).start()
+    return index

@@ -223,7 +223,8 @@ async def gate(datasette, app, scope, receive, send) -> None:
     if scope.get("method") in ("GET", "HEAD"):
         target = path + ("?" + scope["query_string"].decode("latin-1")
                          if scope.get("query_string") else "")
-        location = "/-/login" + ("?" + urlencode({"next": target}) if path != "/" else "")
+        location = datasette.urls.path("/-/login") + (
+            "?" + urlencode({"next": target}) if path != "/" else "")
         response = Response("", status=302, headers={"Location": location})
     else:
         response = Response.text("Log in first: /-/login", status=401)
@@ -314,7 +315,7 @@ async def logout(datasette, request):
         return Response.text("Not found", status=404)
     if request.method == "POST":
         datasette._stet_sessions.close(session_of(datasette, request.scope))
-        response = Response.redirect("/-/login")
+        response = Response.redirect(datasette.urls.path("/-/login"))
         response.headers["Set-Cookie"] = cleared_cookie(secure=secure(request.scope))
         response.headers["Cache-Control"] = "no-store"
         return response
