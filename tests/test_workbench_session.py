@@ -459,3 +459,38 @@ async def test_the_public_site_knows_nothing_of_the_workbench(bench):
     response = await public.client.get(f"/-/documents/{bench['hidden']}",
                                        headers=browser.headers())
     assert response.status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_staff_search_finds_restricted_documents_marked(bench):
+    browser = await logged_in(bench["ds"], "rea")
+    page = await browser.get("/-/search?q=Hidden+Lane")
+    assert page.status_code == 200
+    assert f'href="/-/documents/{bench["hidden"]}"' in page.text
+    assert '<strong class="stet-restricted">restricted</strong>' in page.text
+    persian = await browser.get("/-/search?q=" + __import__("urllib.parse").parse.quote("دنیا"))
+    assert f'href="/-/documents/{bench["doc"]}"' in persian.text
+    assert "stet-restricted" not in persian.text.split("<h1>")[1]
+    # the public site, from the same archive: nothing of it
+    public = make_datasette(ensure_snapshot(bench["path"]))
+    assert "Documents: 0" in (await public.client.get("/-/search?q=Hidden+Lane")).text
+
+
+def test_stet_workbench_listens_on_this_machine_by_default(bench, monkeypatch):
+    import uvicorn
+    from click.testing import CliRunner
+
+    from stet.cli import cli
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    result = CliRunner().invoke(cli, ["workbench", "--db", str(bench["path"])])
+    assert result.exit_code == 0, result.output
+    assert (calls[-1]["host"], calls[-1]["port"]) == ("127.0.0.1", 8002)
+    assert "Warning" not in result.output
+    result = CliRunner().invoke(cli, ["workbench", "--db", str(bench["path"]), "--host", "0.0.0.0"])
+    assert result.exit_code == 0 and calls[-1]["host"] == "0.0.0.0"
+    assert "Warning: the workbench listens on 0.0.0.0: put it behind a TLS reverse proxy" in result.output
+    missing = CliRunner().invoke(cli, ["workbench", "--db", str(bench["path"].parent / "none.db")])
+    assert missing.exit_code == 1 and missing.output.startswith("Error: no archive at")
+    assert not (bench["path"].parent / "none.db").exists()
