@@ -12,7 +12,8 @@ must carry Datasette's CSRF token (the ``X-CSRFToken`` header; ``asgi-csrf`` che
 - ``POST /-/api/annotations/ID/retract``: a retraction, 200. An annotator revises and
   retracts only the annotations they created, an editor or above anyone's.
 
-Every write opens its own :class:`stet.Archive` on the live file, in a thread, and closes it:
+Every request opens its own :class:`stet.Archive` on the live file, in a thread, checks the
+token there (once: the same open serves the check and the work) and closes it; a write is
 one transaction with its event, signed by the account (never a name from the body), its
 event's details saying ``"via": "workbench"``. A request with a bearer header is judged by
 its token alone, never by a cookie beside it. Refusals are one-line JSON,
@@ -81,25 +82,34 @@ def _in_thread(datasette, fn, *, readonly: bool = False):
     return asyncio.to_thread(run)
 
 
-async def _account(datasette, request, needed: str) -> dict[str, Any]:
-    """The account making the request: its bearer token's when it has the header (and then
-    only that), else its session's (:data:`stet.workbench.session.ACTOR_KEY`)."""
+def _credentials(request) -> tuple[str, Any]:
+    """Who the request says it is, before any database is read: ``("token", TOKEN)`` for a
+    bearer header (and then only that), else ``("session", account)`` for the session's
+    account (:data:`stet.workbench.session.ACTOR_KEY`). 401 for neither."""
     from .session import ACTOR_KEY
 
     token = _bearer(request)
     if token is not None:
-        account = await _in_thread(
-            datasette, lambda a: accounts.authenticate_token(a.conn, token), readonly=True)
+        return "token", token
+    if _has_authorization(request):
+        raise _Refusal(401, "give Authorization: Bearer TOKEN (stet token create NAME)")
+    actor = request.scope.get(ACTOR_KEY)
+    if actor is None:
+        raise _Refusal(401, "log in (/-/login), or give Authorization: Bearer TOKEN "
+                            "(stet token create NAME)")
+    return "session", {"name": actor["id"], "role": actor["role"]}
+
+
+def _account(archive: Archive, credentials: tuple[str, Any], needed: str) -> dict[str, Any]:
+    """The account behind ``credentials``, allowed to do what ``needed`` may (401, 403),
+    checked on the archive the request's work opens anyway: a token is looked up on it."""
+    kind, value = credentials
+    if kind == "token":
+        account = accounts.authenticate_token(archive.conn, value)
         if account is None:
             raise _Refusal(401, "unknown, revoked or expired token, or a disabled account")
-    elif _has_authorization(request):
-        raise _Refusal(401, "give Authorization: Bearer TOKEN (stet token create NAME)")
     else:
-        actor = request.scope.get(ACTOR_KEY)
-        if actor is None:
-            raise _Refusal(401, "log in (/-/login), or give Authorization: Bearer TOKEN "
-                                "(stet token create NAME)")
-        account = {"name": actor["id"], "role": actor["role"]}
+        account = value
     if not accounts.allows(account["role"], needed):
         raise _Refusal(403, f"{account['role']} {account['name']!r} may not do this: "
                             f"it needs {needed} or above")
@@ -179,16 +189,19 @@ def _api(view, *methods: str):
 
 
 async def document_annotations(datasette, request):
-    await _account(datasette, request, "reader")
+    credentials = _credentials(request)
     document = request.url_vars["id"]
     at = request.args.get("at")
-    records = await _in_thread(datasette, lambda a: list(a.annotations(int(document), at=at)),
-                               readonly=True)
-    return _json(records)
+
+    def read(archive):
+        _account(archive, credentials, "reader")
+        return list(archive.annotations(int(document), at=at))
+
+    return _json(await _in_thread(datasette, read, readonly=True))
 
 
 async def create_annotation(datasette, request):
-    account = await _account(datasette, request, "annotator")
+    credentials = _credentials(request)
     fields = _fields(await _body(request), _CREATE)
     if fields.get("document") is None and fields.get("reply_to") is None:
         raise _Refusal(400, "give document (only a reply, reply_to, may leave it out)")
@@ -198,10 +211,12 @@ async def create_annotation(datasette, request):
     layer = fields.pop("layer", None)
     fields.setdefault("body", "")
     fields["tags"] = fields.get("tags") or ()
-    record = await _in_thread(datasette, lambda a: a.annotate(document, layer=layer,
-                                                              by=account["name"], via=VIA,
-                                                              **fields))
-    return _json(record, 201)
+
+    def create(archive):
+        account = _account(archive, credentials, "annotator")
+        return archive.annotate(document, layer=layer, by=account["name"], via=VIA, **fields)
+
+    return _json(await _in_thread(datasette, create), 201)
 
 
 def _change(method: str, allowed, status: int):
@@ -209,11 +224,12 @@ def _change(method: str, allowed, status: int):
     changes only what they created (editors anyone's), signed by the token's account."""
 
     async def view(datasette, request):
-        account = await _account(datasette, request, "annotator")
+        credentials = _credentials(request)
         annotation = int(request.url_vars["id"])
         fields = _fields(await _body(request), allowed)
 
         def change(archive):
+            account = _account(archive, credentials, "annotator")
             _owned(account, archive, annotation)
             return getattr(archive, method)(annotation, by=account["name"], via=VIA, **fields)
 
