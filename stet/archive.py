@@ -35,6 +35,7 @@ from . import bags, content, lineage, provenance, state, store, timeutil
 from . import ingest as ingest_module
 from . import publish as publish_module
 from .annotations import files as annotation_files
+from .annotations import versions as versions_module
 from .annotations import w3c
 from .errors import Ambiguous, InvalidInput, NotFound, arg
 from .extract import time_budget
@@ -124,22 +125,52 @@ class Archive:
         progress: Callable | None = None,
         extract_timeout: float | None = None,
         workers: int | None = None,
+        threshold: float | None = None,
     ) -> list[dict[str, Any]]:
         """Ingest files and folders; one result dict per file (see ``stet ingest --json``).
         ``extract_timeout``: seconds one file's text extraction may take (default
         :data:`stet.extract.TIMEOUT`); past it the file is kept with an empty text and a
         warning. ``workers``: that many worker processes (0: none), else as many as pay
-        (see :func:`stet.ingest.ingest`)."""
+        (see :func:`stet.ingest.ingest`). With ``supersedes``, each new document is a newer
+        version of that one and the older one's annotations are carried to it (one more
+        write transaction after the ingest's: see :meth:`reanchor`, ``threshold``); its
+        result gets the summary as ``carried``."""
+        older = self.resolve(supersedes) if supersedes is not None else None
+        if threshold is not None:
+            versions_module.check_threshold(threshold)
         options = ingest_module.Options(
             by=by or default_user(),
             source=source,
             title=title,
             restricted=restricted,
-            supersedes=self.resolve(supersedes) if supersedes is not None else None,
+            supersedes=older,
         )
         with time_budget(extract_timeout):  # the worker processes forked inside inherit it
-            return ingest_module.ingest(self.conn, [os.fspath(p) for p in paths], options,
-                                        progress=progress, workers=workers)
+            results = ingest_module.ingest(self.conn, [os.fspath(p) for p in paths], options,
+                                           progress=progress, workers=workers)
+        if older is not None:
+            for result in results:
+                if result.get("status") == "new" and result.get("id") is not None and \
+                        self.conn.execute("SELECT supersedes FROM documents WHERE id = ?",
+                                          (result["id"],)).fetchone()[0] == older:
+                    result["carried"] = self.reanchor(result["id"], source=older,
+                                                      threshold=threshold, by=options.by)
+        return results
+
+    def reanchor(self, document: str | int, *, source: str | int | None = None,
+                 threshold: float | None = None, by: str | None = None) -> dict[str, Any]:
+        """Carry the annotations of an older version (``source``, default the document this
+        one supersedes) to this one, and try its orphans again: one ``reanchor`` event (see
+        :mod:`stet.annotations.versions`)."""
+        new = self.resolve(document)
+        older = self.resolve(source) if source is not None else None
+        with self.write() as chain:
+            return versions_module.carry(self.conn, chain, new, by=by or default_user(),
+                                         source=older, threshold=threshold)
+
+    def versions(self, document: str | int) -> list[dict[str, Any]]:
+        """The versions of a document (from any of them), oldest first."""
+        return versions_module.versions(self.conn, self.resolve(document))
 
     def resolve(self, ref: str | int) -> int:
         """A document id from an id or a SHA-256 prefix of 8+ hex digits (``sha256:`` optional)."""

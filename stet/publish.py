@@ -231,6 +231,13 @@ _COPY = [
     "ON s.document = d.id WHERE d.id NOT IN temp.hidden_documents ORDER BY d.id",
     "INSERT INTO main.texts SELECT * FROM src.texts WHERE document NOT IN temp.hidden_documents",
     "INSERT INTO main.layers SELECT * FROM src.layers WHERE id IN temp.kept_layers ORDER BY id",
+    # how carried annotations were placed, before their revisions (an orphan's needs it);
+    # the annotation each came from only when that one is published too
+    "INSERT INTO main.annotation_anchoring (id, annotation, origin, anchoring, score, event) "
+    "SELECT x.id, x.annotation, CASE WHEN o.document IN temp.hidden_documents THEN NULL "
+    "ELSE x.origin END, x.anchoring, x.score, x.event FROM src.annotation_anchoring x "
+    "JOIN src.annotations a ON a.id = x.annotation LEFT JOIN src.annotations o ON o.id = x.origin "
+    "WHERE a.document NOT IN temp.hidden_documents ORDER BY x.id",
     "INSERT INTO main.annotation_revisions SELECT * FROM src.annotation_revisions "
     "WHERE document NOT IN temp.hidden_documents ORDER BY id",
     # the triggers wrote each current state in the layer its revisions were made in; a
@@ -349,6 +356,8 @@ def _copy_events(conn, batch: int = 5000) -> None:
                 value = _published_import(conn, value)
                 if value is None:
                     continue
+            elif action == "reanchor":
+                value = _published_reanchor(conn, value)
             else:
                 value = public_details(value)
             if action == "layer-rename" and value.get("from") is not None and not conn.execute(
@@ -374,6 +383,34 @@ def _published_import(conn, details: dict[str, Any]) -> dict[str, Any] | None:
     count, digest = revisions_digest(conn, present[0], present[1])
     return {"file": _basename(str(details.get("file", ""))),
             "rows": {"first": present[0], "last": present[1], "count": count, "sha256": digest}}
+
+
+def _published_reanchor(conn, details: dict[str, Any]) -> dict[str, Any]:
+    """What a snapshot keeps of a reanchor event (its document, the newer version, is
+    published): the older version only if it is published too, and the digests of the
+    revision and anchoring rows recomputed over the snapshot's (an anchoring row names the
+    annotation it came from only when that one is published)."""
+    from .annotations.versions import anchoring_digest
+
+    out = dict(details)
+    older = out.get("from")
+    if older is not None and not conn.execute(
+            "SELECT 1 FROM main.documents WHERE id = ?", (older,)).fetchone():
+        out["from"] = None
+    for key, table, digest in (("rows", "annotation_revisions", revisions_digest),
+                               ("anchoring", "annotation_anchoring", anchoring_digest)):
+        recorded = out.get(key)
+        if not isinstance(recorded, dict):
+            continue
+        first, last = conn.execute(
+            f"SELECT min(id), max(id) FROM main.{table} WHERE id BETWEEN ? AND ?",
+            (recorded.get("first"), recorded.get("last"))).fetchone()
+        if first is None:
+            out.pop(key)
+            continue
+        count, sha = digest(conn, first, last)
+        out[key] = {"first": first, "last": last, "count": count, "sha256": sha}
+    return out
 
 
 def _file_hash(path: Path) -> tuple[str, int]:

@@ -39,6 +39,7 @@ APPEND_ONLY = (
     "_sqlite_migrations",
     "accounts",
     "tokens",
+    "annotation_anchoring",
 )
 
 migrations = Migrations("stet")
@@ -58,6 +59,7 @@ UNIQUE_KEYS = {
     "_sqlite_migrations": [("id",), ("migration_set", "name")],
     "accounts": [("id",), ("name",)],
     "tokens": [("id",), ("sha256",)],
+    "annotation_anchoring": [("id",), ("annotation", "event")],
 }
 
 #: The events that set a document's metadata: each records the whole state after it
@@ -421,6 +423,96 @@ def m005_accounts(db: sqlite_utils.Database) -> None:
         {''.join(_append_only(t) for t in ("accounts", "tokens"))}
         """
     )
+
+
+#: How an annotation carried to a newer version of its document was placed (stet.annotations
+#: .versions): exactly, approximately with a score, or not at all (kept, with no span).
+ANCHORINGS = ("exact", "fuzzy", "orphaned")
+
+
+@migrations()
+def m006_versions(db: sqlite_utils.Database) -> None:
+    """Document versions: annotations carried to a newer version (``stet reanchor``).
+
+    ``annotation_revisions`` is rebuilt (SQLite's way of changing a table's constraints: a
+    new table, the rows copied in order, the old one dropped, the new one renamed, its
+    indexes and triggers made again from their own text) to lift one CHECK: an annotation
+    with no span had to be a reply; now it may also be an annotation carried to a newer
+    version whose passage is gone (orphaned), which a trigger checks against
+    ``annotation_anchoring``. Every other constraint and trigger stays as it was."""
+    kept = [row[0] for row in db.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'annotation_revisions' "
+        "AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY rowid")]
+    _script(db,
+        f"""
+        -- How each carried annotation was placed, by each reanchor event that placed it:
+        -- the latest row of an annotation is its anchoring now (anchoring_state).
+        -- origin: the annotation it was carried from (on the older version; NULL only in a
+        -- public snapshot, when that one is not published).
+        CREATE TABLE annotation_anchoring (
+            id INTEGER PRIMARY KEY,
+            annotation INTEGER NOT NULL CHECK (annotation >= 1),
+            origin INTEGER,
+            anchoring TEXT NOT NULL CHECK (anchoring IN {ANCHORINGS!r}),
+            score REAL NOT NULL CHECK (score >= 0 AND score <= 1),
+            event INTEGER NOT NULL CHECK (event >= 1),
+            UNIQUE (annotation, event)
+        );
+        CREATE INDEX annotation_anchoring_origin ON annotation_anchoring(origin);
+        CREATE VIEW anchoring_state AS
+        SELECT annotation, origin, anchoring, score, event FROM annotation_anchoring x
+        WHERE event = (SELECT max(event) FROM annotation_anchoring
+                       WHERE annotation = x.annotation);
+        CREATE INDEX events_reanchors ON events(seq) WHERE action = 'reanchor';
+        {_append_only("annotation_anchoring")}
+        -- m002's annotation_revisions, restated whole (a migration states what it creates;
+        -- m002's text is released and never edited), without CHECK (start IS NOT NULL OR
+        -- reply_to IS NOT NULL), which annotation_revisions_spanless replaces below.
+        CREATE TABLE annotation_revisions_m006 (
+            id INTEGER PRIMARY KEY,
+            annotation INTEGER NOT NULL CHECK (annotation >= 1),
+            revision INTEGER NOT NULL CHECK (revision >= 1),
+            uuid TEXT NOT NULL,
+            document INTEGER NOT NULL REFERENCES documents(id),
+            layer INTEGER NOT NULL REFERENCES layers(id),
+            reply_to INTEGER,
+            start INTEGER,
+            "end" INTEGER,
+            exact TEXT,
+            prefix TEXT,
+            suffix TEXT,
+            body TEXT NOT NULL DEFAULT '',
+            motivation TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags) AND json_type(tags) = 'array'),
+            creator TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created TEXT NOT NULL,
+            modified TEXT NOT NULL,
+            modified_us INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('active', 'retracted')),
+            reason TEXT,
+            UNIQUE (annotation, revision),
+            CHECK ((start IS NULL AND "end" IS NULL AND exact IS NULL)
+                   OR (start >= 0 AND start < "end" AND exact IS NOT NULL)),
+            CHECK (start IS NULL OR length(exact) = "end" - start)
+        );
+        INSERT INTO annotation_revisions_m006 SELECT * FROM annotation_revisions ORDER BY id;
+        DROP TABLE annotation_revisions;
+        ALTER TABLE annotation_revisions_m006 RENAME TO annotation_revisions;
+        """)
+    for sql in kept:
+        db.execute(sql)
+    _script(db,
+        """
+        -- Only a reply, or a carried annotation whose passage is gone, has no span.
+        CREATE TRIGGER annotation_revisions_spanless BEFORE INSERT ON annotation_revisions
+        WHEN NEW.start IS NULL AND NEW.reply_to IS NULL
+        BEGIN
+            SELECT RAISE(ABORT, 'annotation_revisions: only a reply, or an orphaned carried annotation, has no span')
+            WHERE NOT EXISTS (SELECT 1 FROM annotation_anchoring
+                              WHERE annotation = NEW.annotation AND anchoring = 'orphaned');
+        END;
+        """)
 
 
 #: How :func:`connect` opens a file: the one place stet's SQLite settings are written.

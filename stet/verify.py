@@ -91,6 +91,7 @@ def verify(conn, *, expect_head: tuple[int, str] | None = None,
         ("current state", lambda: check_current_state(conn, moves=bool(facts.moves))),
         ("layers", lambda: check_layers(conn, facts)),
         ("accounts", lambda: check_accounts(conn, facts)),
+        ("carried annotations", lambda: check_anchoring(conn, facts)),
     ]
     if progress is None:
         return _run(steps, advance)
@@ -164,7 +165,9 @@ class _Facts:
         self.layers: dict[Any, list[tuple]] = {}  # layer id -> [(seq, subject, actor, time, details)]
         self.layer_actions: dict[int, str] = {}  # seq -> the action that created a layer
         self.moves: list[tuple[int, str, Any, Any]] = []  # (seq, action, from, into)
-        self.imports: list[tuple[int, int, int, Any, Any]] = []  # (first, last, seq, count, sha)
+        # (first, last, seq, count, sha, action) of each import's and reanchor's revision rows
+        self.imports: list[tuple[int, int, int, Any, Any, str]] = []
+        self.anchorings: dict[int, Any] = {}  # reanchor seq -> its details' "anchoring"
         self.revision_events = 0
         # account or token id -> [(seq, actor, time, details)] of its user-add / token-create
         self.created: dict[str, dict[Any, list[tuple]]] = {"accounts": {}, "tokens": {}}
@@ -219,17 +222,23 @@ class _Facts:
                     (seq, event["actor"], event["time"], details))
             else:
                 self.changes.append((seq, action, table, details.get(key)))
-        elif action == "import":
+        elif action in ("import", "reanchor"):
             rows = details.get("rows") if isinstance(details, dict) else None
+            if action == "reanchor":  # in a snapshot, its rows name the archive's event
+                original = details.get("original") if isinstance(details, dict) else None
+                named = original.get("seq") if self.snapshot and isinstance(original, dict) \
+                    else seq
+                self.anchorings[seq] = (details.get("anchoring") if isinstance(details, dict)
+                                        else None, named)
             if rows is None:
                 return
             first, last, count, sha = (rows.get(k) for k in ("first", "last", "count", "sha256")) \
                 if isinstance(rows, dict) else (None,) * 4
             if not (type(first) is int and type(last) is int and first <= last):
-                self.problems.append(f"event {seq} (import): rows {_show(rows)} name no range "
+                self.problems.append(f"event {seq} ({action}): rows {_show(rows)} name no range "
                                      "of revision ids")
                 return
-            self.imports.append((first, last, seq, count, sha))
+            self.imports.append((first, last, seq, count, sha, action))
 
 
 # -- the schema -----------------------------------------------------------------------------
@@ -520,14 +529,14 @@ def check_revisions(conn, facts: _Facts) -> Iterator[str]:
     snapshot copies both in order), so those rows in id order and the events in chain order
     are walked side by side; only a mismatch is looked up by key."""
     ranges = sorted(facts.imports)
-    for (first, last, seq, _count, _sha), following in zip(ranges, ranges[1:]):
+    for (first, last, seq, _count, _sha, _action), following in zip(ranges, ranges[1:]):
         if following[0] <= last:
-            yield (f"event {following[2]} (import): its rows {following[0]}-{following[1]} "
+            yield (f"event {following[2]} ({following[5]}): its rows {following[0]}-{following[1]} "
                    f"overlap those of event {seq} ({first}-{last})")
-    for first, last, seq, count, sha in ranges:
+    for first, last, seq, count, sha, action in ranges:
         found, digest = revisions_digest(conn, first, last)
         if found != count or digest != sha or count != last - first + 1:
-            yield (f"event {seq} (import): revisions {first}-{last} are not the rows it recorded "
+            yield (f"event {seq} ({action}): revisions {first}-{last} are not the rows it recorded "
                    f"({_show(count)} rows, sha256 {str(sha)[:12]}; found {found}, {digest[:12]})")
 
     def importer(row_id: int | None) -> int | None:
@@ -558,7 +567,7 @@ def check_revisions(conn, facts: _Facts) -> Iterator[str]:
                 current, located = next(events, None), False
             else:
                 yield (f"{where}: no event records it (no annotate, revise or retract event, "
-                       "and no import's rows)")
+                       "and no import's or reanchor's rows)")
         except Exception as exc:
             yield f"{where}: could not be checked ({type(exc).__name__}: {exc})"
     while current is not None:
@@ -724,6 +733,52 @@ def _check_moves(facts: _Facts, layers: set) -> Iterator[str]:
             if seq not in created:
                 yield f"{where}: renames into layer {_show(into)}, which it did not create"
         closed.setdefault(source, seq)
+
+
+# -- carried annotations --------------------------------------------------------------------
+
+
+def check_anchoring(conn, facts: _Facts) -> Iterator[str]:
+    """Every row of ``annotation_anchoring`` (how an annotation carried to a newer version
+    was placed) recorded by the ``anchoring`` of exactly one reanchor event, whose range
+    and SHA-256 it must match; each row names that event; no event's range overlaps
+    another's (:mod:`stet.annotations.versions`)."""
+    from .annotations.versions import anchoring_digest
+
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'annotation_anchoring'").fetchone() \
+            is None:
+        return  # reported by the schema check
+    ranges = []
+    for seq, (recorded, named) in sorted(facts.anchorings.items()):
+        first, last, count, sha = (recorded.get(k) for k in ("first", "last", "count", "sha256")) \
+            if isinstance(recorded, dict) else (None,) * 4
+        if not (type(first) is int and type(last) is int and first <= last):
+            yield f"event {seq} (reanchor): anchoring {_show(recorded)} names no range of rows"
+            continue
+        found, digest = anchoring_digest(conn, first, last)
+        if found != count or digest != sha or count != last - first + 1:
+            yield (f"event {seq} (reanchor): anchoring rows {first}-{last} are not the rows it "
+                   f"recorded ({_show(count)} rows, sha256 {str(sha)[:12]}; found {found}, "
+                   f"{digest[:12]})")
+        wrong = conn.execute("SELECT id, event FROM annotation_anchoring WHERE id BETWEEN ? AND ? "
+                             "AND event IS NOT ? ORDER BY id LIMIT 1", (first, last, named)).fetchone()
+        if wrong:
+            yield (f"anchoring row {wrong[0]}: names event {wrong[1]}, recorded by event {seq}"
+                   + (f" (event {named} of the archive)" if named != seq else ""))
+        ranges.append((first, last, seq))
+    for (first, last, seq), following in zip(ranges, ranges[1:]):
+        if following[0] <= last:
+            yield (f"event {following[2]} (reanchor): its anchoring rows {following[0]}-"
+                   f"{following[1]} overlap those of event {seq} ({first}-{last})")
+    lower = 0
+    for first, last, _seq in [*ranges, (None, None, None)]:
+        row = conn.execute(
+            "SELECT id FROM annotation_anchoring WHERE id > ?" + (" AND id < ?" if first else "")
+            + " ORDER BY id LIMIT 1", (lower, first) if first else (lower,)).fetchone()
+        if row:
+            yield f"anchoring row {row[0]}: no reanchor event records it"
+        if last is not None:
+            lower = max(lower, last)
 
 
 # -- accounts -------------------------------------------------------------------------------

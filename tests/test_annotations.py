@@ -13,7 +13,7 @@ AR = "لِكُلِّ شَخْصٍ حَقُّ التَّمَتُّعِ بِكَا
 EMOJI = "A family 👩\u200d👩\u200d👧 and a flag 🇮🇷, cafe\u0301 and the cat and the cat."
 FIELDS = {"id", "uuid", "document", "layer", "reply_to", "start", "end", "exact", "prefix",
           "suffix", "body", "motivation", "tags", "creator", "author", "created", "modified",
-          "revision", "status", "reason"}
+          "revision", "status", "reason", "carried_from", "anchoring", "score"}
 
 
 @pytest.fixture
@@ -316,7 +316,7 @@ def test_verify_names_a_span_written_behind_stets_back(archive, docs):
         in problems
     # and no event of the chain wrote it: the row is held to the chain too
     assert "annotation 1 revision 2: no event records it (no annotate, revise or retract " \
-        "event, and no import's rows)" in problems
+        "event, and no import's or reanchor's rows)" in problems
 
 
 # -- the command line --------------------------------------------------------------------------

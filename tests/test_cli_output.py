@@ -106,7 +106,7 @@ def test_annotations_in_every_format(run, site):
         ("3", "[]", 'say "hi", twice', "")]
     tsv = out(run("annotations", "--tsv")).split("\r\n")
     assert tsv[0].split("\t")[:4] == ["id", "uuid", "document", "layer"]
-    assert tsv[3].split("\t")[-10:-7] == ['"say ""hi"", twice"', "commenting", "[]"]
+    assert tsv[3].split("\t")[-13:-10] == ['"say ""hi"", twice"', "commenting", "[]"]
     lines = run("annotations", "--nl").stdout.splitlines()
     assert [json.loads(line)["tags"] for line in lines] == [["check", "x"], ["check"], []]
     assert json.loads(run("annotations", "--json").stdout)[2]["body"] == 'say "hi", twice'
@@ -320,7 +320,7 @@ class Counter:
 def test_library_progress_callbacks(archive, site, tmp_path):
     verify = Counter()
     assert archive.verify(progress=verify) == []
-    assert verify.total == verify.advanced == 9 + 2  # the checks, and each document
+    assert verify.total == verify.advanced == 10 + 2  # the checks, and each document
 
     bag = Counter()
     summary = archive.bag_export(tmp_path / "bag", include_restricted=True, progress=bag)

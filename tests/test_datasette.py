@@ -24,7 +24,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SECRET_TEXT = "Zebulon Quartermaine testified in the closed session at Ashgrove."
 SECRET_BODY = "informant Marwick-Oyelaran"
 SECRET_LAYER = "witness-identities-xq"
-PUBLIC_TABLES = ("documents", "annotations", "annotation_revisions", "layers", "events")
+PUBLIC_TABLES = ("documents", "annotations", "annotation_revisions", "annotation_anchoring",
+                 "layers", "events")
 
 
 def build_sample(directory: pathlib.Path) -> dict:

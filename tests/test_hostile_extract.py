@@ -143,7 +143,7 @@ def test_configured_budget_holds_in_forked_workers():
 
 
 def test_results_are_the_same_in_the_child():
-    from tests.test_extract_formats import make_email
+    from test_extract_formats import make_email  # tests/ is on the path (not "tests.": a package of that name may be installed)
 
     files = [
         ("<html><head><title>T</title></head><body><p>a\u200cb</p><pre> x\n y</pre></body></html>"

@@ -30,6 +30,8 @@ def filled(db_path, tmp_path):
             "VALUES (1, 1, 'u-1', 1, 1, 0, 7, 'Article', '', ' 1.', 'a heading', 'commenting', 'ana', 'ana', "
             "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1767225600000000, 'active')")
         conn.execute("COMMIT")
+        (tmp_path / "a2.txt").write_text("Article 1. All human beings are born free and equal.")
+        archive.ingest([tmp_path / "a2.txt"], by="ana", supersedes=1)  # carries annotation 1
     return db_path
 
 
@@ -118,7 +120,7 @@ def test_pragmas_and_migrations(filled):
 def test_current_state_follows_revisions(filled):
     conn = sqlite3.connect(filled)
     assert conn.execute('SELECT id, start, "end", body, revision FROM annotations').fetchall() == [
-        (1, 0, 7, "a heading", 1)]
+        (1, 0, 7, "a heading", 1), (2, 0, 7, "a heading", 1)]  # 2: carried to a new version
 
 
 @settings(max_examples=300, deadline=None)

@@ -284,7 +284,7 @@ def test_revision_written_without_an_event(built):
     conn.execute(f"INSERT INTO annotation_revisions ({columns}) VALUES ({', '.join('?' * 15)})", row)
     conn.close()
     assert problems(built) == ["annotation 2 revision 3: no event records it (no annotate, "
-                               "revise or retract event, and no import's rows)"]
+                               "revise or retract event, and no import's or reanchor's rows)"]
 
 
 def test_restricted_document_in_a_snapshot(built, tmp_path):

@@ -7,6 +7,9 @@
 - :mod:`~stet.annotations.model`: annotate, revise, retract; get, history, query;
 - :mod:`~stet.annotations.anchoring`: from a span or a quote to checked offsets;
 - :mod:`~stet.annotations.w3c`: W3C Web Annotation JSON-LD out and in, brat out;
+- :mod:`~stet.annotations.versions`: the versions of a document, and annotations carried to
+  a newer one (exact, fuzzy or orphaned), placed by :mod:`~stet.annotations.reanchoring`
+  (pure: two texts in, placements out);
 - :mod:`~stet.annotations.importer`: the bulk import of W3C files, reading them
   (:mod:`~stet.annotations.files`) here or in a worker process
   (:mod:`~stet.annotations.worker`).

@@ -34,6 +34,7 @@ from ..hashing import sha256_json
 from ..provenance import Chain
 from . import anchoring
 from .layers import check_layer_name, find_layer, follow, layer_id, layer_name, moves
+from ..store import ANCHORINGS
 from .schema import (FIELDS, INSERT_REVISION, MOTIVATIONS, REVISION_COLUMNS,
                      select, state_at)
 
@@ -311,7 +312,7 @@ def get(conn, annotation: int) -> dict[str, Any]:
     ).fetchone()
     if row is None:
         raise NotFound(f"no annotation {annotation}")
-    return _record(row)
+    return next(with_anchoring(conn, [_record(row)]))
 
 
 #: The import events' ``rows`` ranges (read once: there are few), and who imported a revision
@@ -361,7 +362,7 @@ def parse_overlap(value: str) -> tuple[int, int]:
 def query(conn, *, document: int | None = None, layer: str | None = None,
           author: str | None = None, at: str | int | None = None,
           overlapping: tuple[int, int] | None = None,
-          include_retracted: bool = False) -> Iterator[dict[str, Any]]:
+          include_retracted: bool = False, anchoring: str | None = None) -> Iterator[dict[str, Any]]:
     """Annotations now (from ``annotations``) or at a past instant (from the revisions,
     :func:`~stet.annotations.schema.state_at`), streamed in document and span order, each
     reply right after its parent (threaded, at any depth: :func:`threaded`).
@@ -370,7 +371,11 @@ def query(conn, *, document: int | None = None, layer: str | None = None,
     ``author`` matches the creator; ``at`` is an ISO 8601 instant or microseconds. A layer
     or instant that does not exist or parse is refused at the call. A layer renamed or
     merged away selects the layer its annotations went to; at a past instant, each
-    annotation is in the layer it was in then (the renames and merges made by then)."""
+    annotation is in the layer it was in then (the renames and merges made by then).
+    ``anchoring`` (``exact``, ``fuzzy``, ``orphaned``): only annotations carried to a newer
+    version (:mod:`stet.annotations.versions`) that were placed so, ``orphaned`` those still
+    without a span. A carried annotation's record has ``carried_from``, ``anchoring`` and
+    ``score`` (None for one that was not carried)."""
     where, params = [], []
     at_us = None if at is None else at if isinstance(at, int) else timeutil.parse_micros(at)
     moved = moves(conn) if at_us is not None or layer is not None else {}
@@ -399,6 +404,13 @@ def query(conn, *, document: int | None = None, layer: str | None = None,
     if author is not None:
         where.append("a.creator = ?")
         params.append(author)
+    if anchoring is not None:
+        if anchoring not in ANCHORINGS:
+            raise InvalidInput(f"unknown anchoring {anchoring!r}: one of {', '.join(ANCHORINGS)}")
+        column = "a.id" if at_us is None else "a.annotation"
+        where.append(f"{column} IN (SELECT annotation FROM anchoring_state WHERE anchoring = ?)"
+                     + (" AND a.start IS NULL" if anchoring == "orphaned" else ""))
+        params.append(anchoring)
     if not include_retracted:
         where.append("a.status = 'active'")
     condition = (" WHERE " + " AND ".join(where)) if where else ""
@@ -413,7 +425,45 @@ def query(conn, *, document: int | None = None, layer: str | None = None,
                f"JOIN layers l ON l.id = a.layer{condition} "
                "ORDER BY a.document, a.start, a.annotation")
         records = _moved(conn, conn.execute(sql, params), moved)
-    return threaded(conn, records)
+    return with_anchoring(conn, threaded(conn, records))
+
+
+#: What a record of an annotation that was not carried from an older version says of it.
+NOT_CARRIED = {"carried_from": None, "anchoring": None, "score": None}
+
+
+def with_anchoring(conn, records: Iterable[dict[str, Any]],
+                   batch: int = 500) -> Iterator[dict[str, Any]]:
+    """The records, each with ``carried_from`` (the annotation it was carried from),
+    ``anchoring`` and ``score`` (:mod:`stet.annotations.versions`), all None for an
+    annotation that was not carried; looked up a batch at a time."""
+    from .versions import anchoring_of
+
+    if not _has_anchoring(conn):
+        for record in records:
+            record.update(NOT_CARRIED)
+            yield record
+        return
+    pending: list[dict[str, Any]] = []
+    for record in records:
+        pending.append(record)
+        if len(pending) >= batch:
+            yield from _attach(conn, pending, anchoring_of)
+            pending = []
+    yield from _attach(conn, pending, anchoring_of)
+
+
+def _attach(conn, records, anchoring_of) -> Iterator[dict[str, Any]]:
+    found = anchoring_of(conn, (r["id"] for r in records)) if records else {}
+    for record in records:
+        record.update(found.get(record["id"], NOT_CARRIED))
+        yield record
+
+
+def _has_anchoring(conn) -> bool:
+    """Whether the archive has the table (a snapshot or archive of before versions may not)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'anchoring_state'").fetchone() \
+        is not None
 
 
 def _moved(conn, rows, moved: dict) -> Iterator[dict[str, Any]]:

@@ -56,8 +56,10 @@ _MICROSECOND = timedelta(microseconds=1)
 #: for ``reply_to`` (from ``annotations p``), and the document's and text's identity.
 _EXPORTED = {"layer": "l.name", "reply_to": "p.uuid", "source": "d.sha256",
              "ingested_at": "d.ingested_at", "text_sha256": "t.sha256",
-             "layer_colour": "l.colour", "layer_description": "l.description"}
-_EXTRA = ("source", "ingested_at", "text_sha256", "layer_colour", "layer_description")
+             "layer_colour": "l.colour", "layer_description": "l.description",
+             "origin_uuid": "o.uuid", "anchoring": "x.anchoring", "score": "x.score"}
+_EXTRA = ("source", "ingested_at", "text_sha256", "layer_colour", "layer_description",
+          "origin_uuid", "anchoring", "score")
 _KEYS = (*("parent" if f == "reply_to" else f for f in FIELDS), *_EXTRA)
 _COLUMNS = {history: select("a", (*FIELDS, *_EXTRA), revisions=history, replace=_EXPORTED)
             for history in (False, True)}
@@ -129,7 +131,10 @@ def rows(conn, *, documents: list[int] | None = None, layer: str | None = None,
     sql = (
         f"SELECT {_COLUMNS[history]} FROM {table} a {_LAYER[history]} "
         "JOIN documents d ON d.id = a.document JOIN texts t ON t.document = a.document "
-        "LEFT JOIN annotations p ON p.id = a.reply_to"
+        "LEFT JOIN annotations p ON p.id = a.reply_to "
+        # carried from an older version: how it was placed, and the one it came from
+        f"LEFT JOIN anchoring_state x ON x.annotation = a.{ident} "
+        f"LEFT JOIN annotations o ON o.id = x.origin AND o.document NOT IN ({store.HIDDEN_DOCUMENTS})"
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY a.{ident}, a.revision"
     )
@@ -174,6 +179,13 @@ def to_w3c(row: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
                 {"type": "TextPositionSelector", "start": row["start"], "end": row["end"]},
             ],
         })
+    if not targets:  # carried to a newer version, its passage gone: the text, no selector
+        targets.append({
+            "type": "SpecificResource",
+            "source": f"urn:sha256:{row['source']}",
+            "state": {"type": "TimeState", "sourceDate": row["ingested_at"],
+                      "cached": f"urn:sha256:{row['text_sha256']}"},
+        })
     annotation: dict[str, Any] = {
         "@context": CONTEXT,
         "id": revision_iri(row["uuid"], row["revision"]) if history else iri(row["uuid"]),
@@ -197,6 +209,11 @@ def to_w3c(row: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
     annotation["stet:author"] = row["author"]
     if row["reason"] is not None:
         annotation["stet:reason"] = row["reason"]
+    if row.get("anchoring") is not None:  # carried from an older version of the document
+        if row.get("origin_uuid") is not None:
+            annotation["via"] = iri(row["origin_uuid"])
+        annotation["stet:anchoring"] = row["anchoring"]
+        annotation["stet:score"] = row["score"]
     if history:
         annotation["dcterms:isVersionOf"] = {"id": iri(row["uuid"])}
         if row["revision"] > 1:

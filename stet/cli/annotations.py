@@ -30,7 +30,12 @@ def span_options(fn):
 
 
 def _span(a: dict) -> str:
-    return f"{a['start']}:{a['end']}" if a["start"] is not None else f"reply to {a['reply_to']}"
+    if a["start"] is not None:
+        return f"{a['start']}:{a['end']}" + (f" {a['anchoring']} {a['score']:.2f}"
+                                             if a.get("anchoring") == "fuzzy" else "")
+    if a["reply_to"] is not None:
+        return f"reply to {a['reply_to']}"
+    return "orphaned" if a.get("anchoring") == "orphaned" else "no span"
 
 
 def _quote(a: dict) -> str:
@@ -264,11 +269,14 @@ def retract(ann, reason, by, as_json, db_path):
               help="Only annotations whose revision shown was made at or after this instant.")
 @click.option("--overlapping", metavar="N:M", help="Only spans with start < M and N < end.")
 @click.option("--include-retracted", is_flag=True, help="Retracted annotations too.")
+@click.option("--anchoring", type=click.Choice(["exact", "fuzzy", "orphaned"]),
+              help="Only annotations carried from an older version and placed so (orphaned: "
+                   "still without a span): what needs a human look.")
 @output_options
 @db_option
 @errors
-def annotations(doc, layer, author, tags, at, since, overlapping, include_retracted, fmt,
-                db_path):
+def annotations(doc, layer, author, tags, at, since, overlapping, include_retracted, anchoring,
+                fmt, db_path):
     """List annotations: the current state, or the state at a past instant.
 
     A table for people (the quote cut at 40 characters), or every field with
@@ -276,7 +284,10 @@ def annotations(doc, layer, author, tags, at, since, overlapping, include_retrac
     with --at, --since applies to the revisions as they stood then. Each reply comes
     right after its parent (threaded, at any depth). An empty table says so on stderr
     ("no annotations", or "no annotations at that instant" with --at); the other
-    formats print nothing but an empty listing.
+    formats print nothing but an empty listing. An annotation carried from an older
+    version (stet reanchor) has carried_from, anchoring (exact, fuzzy, orphaned) and
+    score; the table shows a fuzzy one's score beside its span, and an orphan's span as
+    "orphaned".
 
     \b
     Example:
@@ -284,10 +295,11 @@ def annotations(doc, layer, author, tags, at, since, overlapping, include_retrac
         stet annotations 7 --overlapping 1100:1200 --json
         stet annotations --at 2026-11-24T17:00:00+01:00 --author ana
         stet annotations --tag check --since 2026-11-01 --csv
+        stet annotations 8 --anchoring orphaned
     """
     records = open_archive(db_path, readonly=True).annotations(
         doc, layer=layer, author=author, tags=tags, at=at, since=since, overlapping=overlapping,
-        include_retracted=include_retracted)
+        include_retracted=include_retracted, anchoring=anchoring)
     seen = []
     write(_counted(records, seen), fmt, table=_annotation_row)
     if not seen and fmt == "table":  # a person reading: say so (machine formats stay pure)

@@ -13,6 +13,7 @@ from ..display import shown
 from .common import (by_option, cli, db_option, echo_json, echo_json_lines, echo_lines, errors,
                      json_option, open_archive, progress, progressbar, silent_option, user)
 from .output import output_options, write
+from .versions import carried_line
 
 
 @cli.command()
@@ -20,7 +21,12 @@ from .output import output_options, write
 @click.option("--source", help="Where the files came from (a URL or a description).")
 @click.option("--title", help="The document's title (a single file only).")
 @click.option("--restricted", is_flag=True, help="Never publish these documents.")
-@click.option("--supersedes", "supersedes", metavar="DOC", help="The document this one replaces.")
+@click.option("--supersedes", "supersedes", metavar="DOC",
+              help="The document this one replaces: a newer version, which inherits its "
+                   "restriction and gets its annotations (exact, fuzzy or orphaned).")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), metavar="X",
+              help="With --supersedes: the least score (0-1) at which an annotation whose "
+                   "passage changed is placed approximately, not orphaned (default 0.75).")
 @click.option("--extract-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Seconds one file's text extraction may take (default 30); past it the file "
                    "is kept with an empty text and a warning.")
@@ -32,8 +38,8 @@ from .output import output_options, write
 @silent_option
 @db_option
 @errors
-def ingest(paths, source, title, restricted, supersedes, extract_timeout, workers, by, as_json,
-           silent, db_path):
+def ingest(paths, source, title, restricted, supersedes, threshold, extract_timeout, workers, by,
+           as_json, silent, db_path):
     """Archive files and folders (recursively): bytes, text and an event each.
 
     The same bytes again are a duplicate: no second copy, but a new event (who
@@ -42,31 +48,44 @@ def ingest(paths, source, title, restricted, supersedes, extract_timeout, worker
     (every checksum) before anything is written; an invalid bag stops the command,
     naming the failing files. Many files are read in other processes while this one
     writes (--workers N: a pool of N; 0: none); the progress bar shows files,
-    bytes and rate.
+    bytes and rate. With --supersedes DOC, each new document is a newer version of
+    DOC: it is restricted if DOC is, and DOC's annotations are carried to it, each
+    placed exact, fuzzy (scored) or orphaned (kept, no span): see stet reanchor.
 
     \b
     Example:
         stet ingest ingest/ --source https://www.unicode.org/udhr/
         stet ingest report.pdf --title "Annual report 2014" --restricted --json
+        stet ingest statement-v2.txt --supersedes 11
     """
     archive = open_archive(db_path, create=True)
 
     def progress(files, nbytes):
         return _progress(files, nbytes, silent)
 
+    if threshold is not None and supersedes is None:
+        raise click.UsageError("--threshold goes with --supersedes")
     results = archive.ingest(paths, by=user(by), source=source, title=title,
                              restricted=restricted, supersedes=supersedes, progress=progress,
-                             extract_timeout=extract_timeout, workers=workers)
+                             extract_timeout=extract_timeout, workers=workers,
+                             threshold=threshold)
     echo_lines([f"Error: {shown(r['error'])}" if r["status"] == "error"
                 else f"Warning: {shown(r['path'])}: {shown(r['warning'])}"
                 for r in results if r["status"] == "error" or r.get("warning")], err=True)
     if as_json:
-        echo_json_lines({k: v for k, v in r.items() if k != "warning"} for r in results)
+        echo_json_lines({k: (_counts(v) if k == "carried" else v) for k, v in r.items()
+                         if k != "warning"} for r in results)
     else:
-        echo_lines(f"{r['status']:<9} {r['id']:>6}  {r['sha256'][:12]}  {shown(r['path'])}"
-                   for r in results if r["status"] != "error")
+        echo_lines(line for r in results if r["status"] != "error" for line in (
+            f"{r['status']:<9} {r['id']:>6}  {r['sha256'][:12]}  {shown(r['path'])}",
+            *([carried_line(r["carried"])] if r.get("carried") else [])))
     if any(r["status"] == "error" for r in results):
         sys.exit(1)
+
+
+def _counts(summary: dict) -> dict:
+    """A carry's summary without the list of every annotation it wrote."""
+    return {k: v for k, v in summary.items() if k != "annotations"}
 
 
 @contextlib.contextmanager

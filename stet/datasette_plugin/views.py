@@ -175,6 +175,10 @@ async def _document_context(datasette, db, doc_id: int, at_us: int | None, *,
     else:
         result = await db.execute(AT_SQL, {"doc": doc_id, "at": at_us})
     annotations = [dict(r) for r in result.rows]
+    versions = await _versions(datasette, db, doc, staff)
+    if versions.pop("has_anchoring"):
+        await _anchoring(db, annotations)
+    orphans = _orphaned(annotations)
     layer_ids = sorted({a["layer"] for a in annotations})
     layers = []
     if layer_ids:
@@ -189,15 +193,22 @@ async def _document_context(datasette, db, doc_id: int, at_us: int | None, *,
         layer["css_colour"] = marks.layer_colour(layer["id"], layer["colour"])
         layer["count"] = counts.get(layer["id"], 0)
     text = doc["text"] or ""
-    body = marks.render_text(text, ((a["id"], a["layer"], a["start"], a["end"]) for a in annotations))
+    body = marks.render_text(text, ((a["id"], a["layer"], a["start"], a["end"]) for a in annotations
+                                    if a["start"] is not None))
     names = {layer["id"]: layer["name"] for layer in layers}
+    placed = [a for a in annotations if a["id"] not in orphans]
+    left = [a for a in annotations if a["id"] in orphans]
     context = {
         "doc": doc,
         "database": db.name,
         "direction": marks.direction(text),
         "text_html": Markup(body),
-        "annotation_list": Markup(_annotation_list(datasette, db.name, annotations, names,
+        "annotation_list": Markup(_annotation_list(datasette, db.name, placed, names,
                                                    actor=actor if at_us is None else None)),
+        "orphan_list": Markup(_annotation_list(datasette, db.name, left, names,
+                                               actor=actor if at_us is None else None)),
+        "orphan_count": sum(1 for a in left if a["reply_to"] is None),
+        **versions,
         "layers": layers,
         "layer_css": Markup(marks.layer_css((layer["id"], layer["css_colour"]) for layer in layers)),
         "annotation_count": len(annotations),
@@ -212,6 +223,62 @@ async def _document_context(datasette, db, doc_id: int, at_us: int | None, *,
         "metadata_history": changes if len(changes) > 1 else [],
     }
     return context
+
+
+#: The versions a page names: the newer ones (superseding it) and the older one it supersedes,
+#: each only where the reader may see it.
+NEWER_SQL = f"""
+SELECT d.id, s.title FROM documents d JOIN document_state s ON s.document = d.id
+WHERE d.supersedes = :doc AND d.parent IS NULL AND (:staff OR {PUBLIC.replace(':doc', 'd.id')})
+ORDER BY d.id
+"""
+
+
+async def _versions(datasette, db, doc: dict, staff: bool) -> dict:
+    """``newer`` (the documents superseding this one), ``older`` (the one it supersedes),
+    each ``{"id", "title", "url"}``, where the reader may see them; ``has_anchoring``: whether
+    the database records carried annotations (a snapshot made before versions does not)."""
+    tables = set(await db.table_names())
+    newer = [dict(r) for r in (await db.execute(NEWER_SQL, {"doc": doc["id"], "staff": staff})).rows]
+    older = None
+    if doc["supersedes"] is not None:
+        rows = (await db.execute(
+            f"SELECT d.id, s.title FROM documents d JOIN document_state s ON s.document = d.id "
+            f"WHERE d.id = :doc AND (:staff OR {PUBLIC})",
+            {"doc": doc["supersedes"], "staff": staff})).rows
+        older = dict(rows[0]) if rows else None
+    for version in (*newer, *([older] if older else [])):
+        version["url"] = datasette.urls.path(f"/-/documents/{version['id']}")
+    return {"newer": newer, "older": older, "has_anchoring": "annotation_anchoring" in tables}
+
+
+async def _anchoring(db, annotations) -> None:
+    """Each carried annotation's ``anchoring`` and ``score`` (None for the others)."""
+    for a in annotations:
+        a["anchoring"] = a["score"] = None
+    ids = [a["id"] for a in annotations]
+    by_id = {a["id"]: a for a in annotations}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows = (await db.execute(
+            "SELECT annotation, anchoring, score FROM anchoring_state "
+            f"WHERE annotation IN ({', '.join('?' * len(chunk))})", chunk)).rows
+        for annotation, anchoring, score in rows:
+            by_id[annotation].update(anchoring=anchoring, score=score)
+
+
+def _orphaned(annotations) -> set:
+    """The ids of annotations with no span that are not replies (carried to this version,
+    their passage gone), and of every reply under them."""
+    orphans = {a["id"] for a in annotations if a["start"] is None and a["reply_to"] is None}
+    grown = True
+    while grown:
+        grown = False
+        for a in annotations:
+            if a["reply_to"] in orphans and a["id"] not in orphans:
+                orphans.add(a["id"])
+                grown = True
+    return orphans
 
 
 def threads(annotations):
@@ -262,7 +329,13 @@ def _annotation_list(datasette, db_name, annotations, layer_names, *, actor=None
             continue
         ann_id, layer = int(a["id"]), int(a["layer"])
         tags = json.loads(a["tags"]) if a["tags"] and a["tags"] != "[]" else []
-        span = f'{a["start"]}–{a["end"]}' if a["start"] is not None else f'reply to {a["reply_to"]}'
+        span = f'{a["start"]}–{a["end"]}' if a["start"] is not None else \
+            f'reply to {a["reply_to"]}' if a["reply_to"] is not None else "no span"
+        carried = a.get("anchoring")
+        if carried:
+            score = f" {float(a['score']):.2f}" if carried == "fuzzy" else ""
+            span += (f' <span class="stet-anchoring {carried}" title="carried from the older '
+                     f'version: placed {carried}{score}">{carried}{score}</span>')
         out.append(
             f'<li id="annotation-{ann_id}" class="l{layer}" data-layer="{layer}">'
             f'<b>{names.get(layer, layer)}</b> <i>{esc(shown(a["author"]))}</i> '
