@@ -372,7 +372,8 @@ def _copy_events(conn, batch: int = 5000) -> None:
 
 def _published_import(conn, details: dict[str, Any]) -> dict[str, Any] | None:
     """What a snapshot keeps of an import's event: the file's name and the published part of
-    the revision rows it wrote (None when none of them is published)."""
+    the revision rows it wrote, and of the anchoring rows of the carried annotations it
+    brought (None when none of its revision rows is published)."""
     rows = details.get("rows") or {}
     first, last = rows.get("first"), rows.get("last")
     present = conn.execute(
@@ -381,8 +382,27 @@ def _published_import(conn, details: dict[str, Any]) -> dict[str, Any] | None:
     if present[0] is None:
         return None
     count, digest = revisions_digest(conn, present[0], present[1])
-    return {"file": _basename(str(details.get("file", ""))),
-            "rows": {"first": present[0], "last": present[1], "count": count, "sha256": digest}}
+    out = {"file": _basename(str(details.get("file", ""))),
+           "rows": {"first": present[0], "last": present[1], "count": count, "sha256": digest}}
+    if isinstance(details.get("anchoring"), dict):
+        anchoring = _published_digest(conn, details["anchoring"])
+        if anchoring is not None:
+            out["anchoring"] = anchoring
+    return out
+
+
+def _published_digest(conn, recorded: dict[str, Any]) -> dict[str, Any] | None:
+    """The range and digest of the anchoring rows an event recorded, over the snapshot's
+    (None when none of them is published)."""
+    from .annotations.versions import anchoring_digest
+
+    first, last = conn.execute(
+        "SELECT min(id), max(id) FROM main.annotation_anchoring WHERE id BETWEEN ? AND ?",
+        (recorded.get("first"), recorded.get("last"))).fetchone()
+    if first is None:
+        return None
+    count, sha = anchoring_digest(conn, first, last)
+    return {"first": first, "last": last, "count": count, "sha256": sha}
 
 
 def _published_reanchor(conn, details: dict[str, Any]) -> dict[str, Any]:

@@ -303,3 +303,72 @@ def test_bad_input_writes_nothing(english, run):
     assert len(list(english["archive"].log())) == events
     with pytest.raises(InvalidInput, match="at most 1"):
         versions_module.check_threshold(1.5)
+
+
+def test_a_docx_superseded_by_the_pdf_of_its_text(tmp_path):
+    """The final PDF of a DOCX: another format, lines wrapped by the PDF's layout, the same
+    words: every annotation still placed, none misplaced, in English and Persian."""
+    import docx
+
+    from test_extract_formats import make_pdf
+
+    paragraphs = [
+        "The committee met in Geneva on Monday and heard three witnesses about the detention "
+        "centre, who described the conditions there in detail.",
+        "همه\u200cی افراد بشر آزاد به دنیا می\u200cآیند و از لحاظ حیثیت و حقوق با هم برابرند.",
+        "The secretariat will publish the minutes next week, after the members have read them.",
+    ]
+    document = docx.Document()
+    for paragraph in paragraphs:
+        document.add_paragraph(paragraph)
+    document.save(tmp_path / "minutes.docx")
+    (tmp_path / "minutes.pdf").write_bytes(make_pdf([paragraphs]))
+    with Archive(tmp_path / "a.db") as archive:
+        old = archive.ingest([tmp_path / "minutes.docx"], by="x")[0]["id"]
+        quotes = ("three witnesses about the detention centre", "حیثیت و حقوق",
+                  "publish the minutes next week")
+        made = {archive.annotate(old, layer="l", quote=q, body=q, by="ana")["id"]: q for q in quotes}
+        [new] = archive.ingest([tmp_path / "minutes.pdf"], by="x", supersedes=old)
+        assert new["carried"]["orphaned"] == 0, new["carried"]
+        text = archive.text(new["id"])
+        for origin, copy in by_origin(archive, new["id"]).items():
+            assert copy["exact"] == text[copy["start"]:copy["end"]]
+            assert " ".join(copy["exact"].split()) == made[origin], (made[origin], copy["exact"])
+            assert copy["anchoring"] in ("exact", "fuzzy") and copy["score"] >= 0.75
+        assert archive.verify() == []
+
+
+def test_an_export_with_carried_annotations_imports_whole(english, tmp_path):
+    """Carried annotations, orphans among them, go out in W3C and come back in: exported
+    from one archive, imported into another holding both versions, every annotation arrives,
+    an orphan still without a span, each with its anchoring and its origin; verify holds the
+    import's anchoring rows to its event, and a published snapshot of it verifies."""
+    archive = english["archive"]
+    out = io.StringIO()
+    archive.export(out, fmt="jsonl", history=True)
+    path = tmp_path / "all.jsonl"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    with Archive(tmp_path / "other.db") as other:
+        other.ingest([tmp_path / "v1.txt"], by="x")
+        other.ingest([tmp_path / "v2.txt"], by="x")
+        [result] = other.import_([path], by="importer")
+        assert result["skipped"] == 0
+        source = {a["uuid"]: a for a in archive.annotations(include_retracted=True)}
+        arrived = {a["uuid"]: a for a in other.annotations(include_retracted=True)}
+        assert set(arrived) == set(source)
+        uuid_of = {a["id"]: a["uuid"] for a in source.values()}
+        uuid_there = {a["id"]: a["uuid"] for a in arrived.values()}
+        for uuid, a in source.items():
+            b = arrived[uuid]
+            for field in ("start", "end", "exact", "body", "tags", "status", "anchoring", "score"):
+                assert b[field] == a[field], (field, a, b)
+            if a["carried_from"] is not None:
+                assert uuid_there[b["carried_from"]] == uuid_of[a["carried_from"]]
+        event = list(other.log())[-1]
+        assert event["details"]["anchoring"]["count"] == 4
+        assert other.verify() == []
+        again = other.import_([path], by="importer")[0]
+        assert (again["annotations"], again["revisions"]) == (0, 0)
+        other.publish(tmp_path / "other-site.db", by="x")
+    with Archive(tmp_path / "other-site.db", readonly=True) as snapshot:
+        assert snapshot.verify() == []

@@ -101,9 +101,11 @@ def import_files(conn, chain: Chain, paths: Iterable[str | os.PathLike], *, by: 
                 raise InvalidInput(f"{path}: {exc.message}") from None
             result = {"file": str(path), "sha256": digest[0] if digest else file_sha256(path),
                       **counts}
+            carried = importer.flush(chain.head()[0] + 1)
             chain.append(actor=by, action="import", subject=f"file:{path.name}",
                          details={**result, "file": os.path.abspath(path),
-                                  "rows": importer.written_rows(before + 1)})
+                                  "rows": importer.written_rows(before + 1),
+                                  **({"anchoring": carried} if carried else {})})
             results.append(result)
             if progress is not None:
                 progress(path)
@@ -195,6 +197,14 @@ class Importer:
         self.document_ids: dict[str, int | None] = {}  # SHA-256 -> document, for comparing
         self.written = 0  # revision rows the current file wrote, and their rows_digest:
         self.digest = hashlib.sha256()  # computed as they go in (see written_rows)
+        # Annotations carried to a newer version in the archive they came from (stet:anchoring):
+        # their anchoring rows name the file's import event, whose seq is known only once the
+        # file is read; they are written then (:meth:`flush`), before the revision rows of an
+        # orphan (which the database takes only after its anchoring row) and of every later
+        # revision of one, held back till then.
+        self.anchoring: list[tuple] = []  # (annotation, origin uuid, anchoring, score)
+        self.held: list[tuple] = []
+        self.held_ids: set[int] = set()
         moment = timeutil.now()
         self.now = timeutil.iso(moment)
         self.latest_us = timeutil.micros(moment) + CLOCK_SKEW_US  # no time after this
@@ -238,23 +248,62 @@ class Importer:
                     self.first_missing = (f"{where}, urn:sha256:{parsed['source']}"
                                           if parsed["source"] else where)
                 continue
-            rows.append(row)
+            if row[0] in self.held_ids or (row[6] is None and row[5] is None):
+                self.held.append(row)  # an orphan, or a later revision of one: see flush
+                self.held_ids.add(row[0])
+            else:
+                rows.append(row)
             counts["revisions"] += 1
             counts["annotations"] += row[1] == 1
-        if rows:
-            if self.before is None:
-                self._suspend_current_state()
-            self.conn.executemany(INSERT_REVISION, rows)
-            # rows_digest of what went in: the same bytes (a tuple is a JSON array too), in
-            # one join per batch, without reading the rows back
-            self.digest.update(b"\n".join(map(orjson.dumps, rows)) + b"\n")
-            self.written += len(rows)
+        self._insert(rows)
         if skipped:  # after the insert: the stored revision may be one this batch wrote
             counts["skipped"] += len(skipped)
             for parsed in self._conflicts(skipped):
                 counts["conflicts"] += 1
                 if not first_conflict:
                     first_conflict.append(parsed["iri"])
+
+    def _insert(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        if self.before is None:
+            self._suspend_current_state()
+        self.conn.executemany(INSERT_REVISION, rows)
+        # rows_digest of what went in: the same bytes (a tuple is a JSON array too), in
+        # one join per batch, without reading the rows back
+        self.digest.update(b"\n".join(map(orjson.dumps, rows)) + b"\n")
+        self.written += len(rows)
+
+    def flush(self, event: int) -> dict[str, Any] | None:
+        """At the end of a file, before its import event (``event``, its seq): the anchoring
+        rows of the carried annotations it brought, then the revision rows held back; what
+        the event holds of the anchoring rows (``first``, ``last``, ``count``, ``sha256``),
+        None when there were none."""
+        from .versions import anchoring_digest
+
+        recorded = None
+        if self.anchoring:
+            first = self.conn.execute(
+                "SELECT coalesce(max(id), 0) + 1 FROM annotation_anchoring").fetchone()[0]
+            origins = {uuid: self.known[uuid].id for _, uuid, _, _ in self.anchoring
+                       if uuid is not None and uuid in self.known}
+            missing = [u for _, u, _, _ in self.anchoring if u is not None and u not in origins]
+            for offset in range(0, len(missing), 500):
+                part = missing[offset:offset + 500]
+                origins.update(self.conn.execute(
+                    f"SELECT uuid, id FROM annotations WHERE uuid IN ({', '.join('?' * len(part))})",
+                    part).fetchall())
+            self.conn.executemany(
+                "INSERT INTO annotation_anchoring (annotation, origin, anchoring, score, event) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(annotation, origins.get(uuid), kind, round(score, 4), event)
+                 for annotation, uuid, kind, score in self.anchoring])
+            last = self.conn.execute("SELECT max(id) FROM annotation_anchoring").fetchone()[0]
+            count, digest = anchoring_digest(self.conn, first, last)
+            recorded = {"first": first, "last": last, "count": count, "sha256": digest}
+        self._insert(self.held)
+        self.anchoring, self.held, self.held_ids = [], [], set()
+        return recorded
 
     def written_rows(self, first: int) -> dict[str, Any] | None:
         """What the import event of the last file run holds of the revision rows it wrote,
@@ -422,7 +471,9 @@ class Importer:
                 raise InvalidInput("a reply's span must be on its parent's document")
             document = doc
             start, end, exact = p["start"], p["end"], p["exact"]
-            if type(start) is int and type(end) is int and 0 <= start < end <= len(text) \
+            if start is None and exact is None:  # carried, orphaned: no span (parse checked)
+                pass
+            elif type(start) is int and type(end) is int and 0 <= start < end <= len(text) \
                     and exact == text[start:end]:  # the common case: the quote is there
                 span = (start, end, exact, text[max(0, start - anchoring.CONTEXT):start],
                         text[end:end + anchoring.CONTEXT])
@@ -454,6 +505,11 @@ class Importer:
         motivation = p["motivation"]
         if motivation not in _MOTIVATIONS:
             check_motivation(motivation)
+        if revision == 1 and p.get("anchoring") is not None:
+            # an orphan's first revision is orphaned, whatever a later one became
+            kind = "orphaned" if span[0] is None and reply_to is None else p["anchoring"]
+            self.anchoring.append((state.id, p.get("origin"), kind,
+                                   p["score"] if kind == p["anchoring"] else 0.0))
         return (state.id, revision, uuid, document, state.layer, reply_to, *span, p["body"],
                 motivation, stored_tags, p["creator"], p["author"], p["created"], p["modified"],
                 p["modified_us"], p["status"], p["reason"])

@@ -39,6 +39,7 @@ import orjson
 from .. import store, timeutil
 from .._version import __version__
 from ..errors import InvalidInput, arg
+from ..store import ANCHORINGS
 from .schema import FIELDS, W3C_MOTIVATIONS, select
 
 ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
@@ -354,7 +355,8 @@ def parse(item: dict[str, Any]) -> dict[str, Any]:
     elif motivation.startswith("stet:"):
         motivation = motivation[5:]
     body, tags = _bodies(item)
-    parent, target = _targets(item.get("target"))
+    anchoring, score, origin = _carried(item)
+    parent, target = _targets(item.get("target"), spanless=anchoring == "orphaned")
     creator = _agent(item.get("creator"), "creator")
     created = _time(item.get("created"), "created")
     given = item.get("modified")
@@ -380,7 +382,24 @@ def parse(item: dict[str, Any]) -> dict[str, Any]:
         "modified": modified[0], "modified_us": modified[1], "status": status,
         "reason": reason, "layer": layer, "iri": ident,
         "layer_colour": colour, "layer_description": description,
+        "anchoring": anchoring, "score": score, "origin": origin,
     }
+
+
+def _carried(item: dict[str, Any]) -> tuple[str | None, float | None, str | None]:
+    """An annotation carried to a newer version (``stet:anchoring``, ``stet:score``, and the
+    one it came from, ``via``): what the import records of it (None: not carried)."""
+    anchoring = item.get("stet:anchoring")
+    if anchoring is None:
+        return None, None, None
+    if anchoring not in ANCHORINGS:
+        raise InvalidInput(f"stet:anchoring {anchoring!r}: one of {', '.join(ANCHORINGS)}")
+    score = item.get("stet:score", 1.0 if anchoring == "exact" else 0.0)
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+        raise InvalidInput("stet:score must be a number from 0 to 1")
+    via = item.get("via")
+    origin = uuid_of(_ref(via, "via")) if via is not None else None
+    return anchoring, float(score), origin
 
 
 def _ref(value: Any, key: str) -> str:
@@ -413,7 +432,9 @@ def _bodies(item: dict[str, Any]) -> tuple[str, list[str]]:
     return text or "", tags
 
 
-def _targets(target: Any) -> tuple[str | None, dict[str, Any]]:
+def _targets(target: Any, *, spanless: bool = False) -> tuple[str | None, dict[str, Any]]:
+    """The parent annotation and the document's resource a target names; ``spanless``: a
+    resource may come without a selector (an orphaned carried annotation)."""
     if target is None:
         raise InvalidInput("the annotation has no target")
     parent, found = None, None
@@ -425,7 +446,7 @@ def _targets(target: Any) -> tuple[str | None, dict[str, Any]]:
         elif isinstance(one, dict) and "source" in one:
             if found is not None:
                 raise InvalidInput("more than one document targeted")
-            found = _specific(one)
+            found = _specific(one, spanless=spanless)
         else:
             raise InvalidInput("a target must be an annotation IRI or a resource with a source")
     if found is None:
@@ -436,7 +457,7 @@ def _targets(target: Any) -> tuple[str | None, dict[str, Any]]:
     return parent, found
 
 
-def _specific(target: dict[str, Any]) -> dict[str, Any]:
+def _specific(target: dict[str, Any], *, spanless: bool = False) -> dict[str, Any]:
     source = target["source"]
     if not isinstance(source, str) or not source.startswith("urn:sha256:"):
         raise InvalidInput(f"target source {source!r}: stet finds documents by urn:sha256: IRI")
@@ -462,7 +483,7 @@ def _specific(target: dict[str, Any]) -> dict[str, Any]:
                 out[key] = value
             if not out["exact"]:
                 raise InvalidInput("TextQuoteSelector needs a non-empty exact")
-    if out["start"] is None and out["exact"] is None:
+    if out["start"] is None and out["exact"] is None and not (spanless and "selector" not in target):
         raise InvalidInput("the target has no TextPositionSelector or TextQuoteSelector")
     return out
 
