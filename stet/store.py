@@ -581,14 +581,18 @@ def _connect_read(path: str, check: bool) -> sqlite_utils.Database:
     # tries to write anything (even a TEMP table, which ``mode=ro`` alone would allow)
     # fails the same way on a snapshot as on a live archive: build scratch tables in a
     # connection of their own (``sqlite3.connect(":memory:")``).
-    try:
-        with open(path, "rb") as f:
-            header = f.read(20)  # bytes 18 and 19 are 2 in WAL mode
-    except OSError:
-        header = b""
-    quiescent_wal = (header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
-                     and not os.path.exists(path + "-wal"))
-    mode = "rw" if quiescent_wal else "ro"
+    #
+    # The file itself is never opened here but by SQLite: closing any descriptor of a file
+    # drops every POSIX lock this process holds on it, the locks of SQLite connections
+    # still open on it included (SQLite's own connections share one descriptor per file for
+    # this reason). A reader that peeked at the header with open() and close() let another
+    # process's last connection checkpoint and delete the log under a connection of ours
+    # still using it (stale reads, then "database disk image is malformed": seen under
+    # `stet serve` and the workbench, which keep connections open while reading). So: no
+    # ``-wal`` beside the file (a quiescent WAL archive, or a snapshot in rollback mode, in
+    # which a read-write connection writes nothing either): read-write with ``query_only``;
+    # a ``-wal`` (a writer has it open): ``mode=ro``.
+    mode = "ro" if os.path.exists(path + "-wal") else "rw"
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=" + mode
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30,
                            check_same_thread=False)

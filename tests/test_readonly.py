@@ -311,3 +311,35 @@ def test_verify_reports_a_damaged_schema_instead_of_refusing(site, damage):
     assert named in result.output
     assert _sha256(db) == before
     assert sorted(p.name for p in db.parent.iterdir()) == ["archive.db"]
+
+
+def test_opening_a_reader_keeps_the_locks_of_connections_already_open(tmp_path):
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it. A
+    reader that peeked at the file with open() and close() let another process, closing
+    the last connection it knew of, checkpoint and delete the log under a connection of
+    this process still using it (stale reads, then "database disk image is malformed").
+    Now: a connection held here keeps the -wal alive across another process's writes, and
+    sees them."""
+    import subprocess
+    import sys
+
+    from stet import store
+
+    (tmp_path / "a.txt").write_text("Everyone has the right to life.\n", encoding="utf-8")
+    path = tmp_path / "archive.db"
+    with Archive(path) as archive:
+        archive.ingest([tmp_path / "a.txt"], by="x")
+    held = Archive(path)  # a connection this process keeps open (a server's, say)
+    try:
+        assert held.counts()["annotation revisions"] == 0
+        store.connect(str(path), mode="read").conn.close()  # another reader comes and goes
+        write = ("import sys; from stet import Archive\n"
+                 "with Archive(sys.argv[1]) as a:\n"
+                 "    a.annotate(1, layer='l', quote='right', body='b', by='y')\n")
+        subprocess.run([sys.executable, "-c", write, str(path)], check=True)
+        # the other process was not the last connection: it left the log for ours
+        assert (tmp_path / "archive.db-wal").exists()
+        assert held.counts()["annotation revisions"] == 1
+        assert held.verify() == []
+    finally:
+        held.close()
