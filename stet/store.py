@@ -17,6 +17,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from typing import Iterator
 
@@ -554,11 +555,26 @@ def connect(path: str, *, mode: str = "write", check: bool = True) -> sqlite_uti
         conn.execute("PRAGMA journal_mode = MEMORY")
         conn.execute("PRAGMA cache_size = -200000")
     else:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
     db = sqlite_utils.Database(conn)
     migrate(db)
     return db
+
+
+def _wal(conn, wait: float = 30.0) -> None:
+    """WAL mode, waiting (as the busy timeout would) while another connection holds the
+    archive in the rollback journal for a while (stet.ingest.journal: a large file written
+    once): SQLite refuses a change of journal mode at once, without a busy wait."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _connect_read(path: str, check: bool) -> sqlite_utils.Database:

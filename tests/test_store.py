@@ -174,3 +174,35 @@ def test_the_rare_events_are_found_through_their_partial_indexes(tmp_path):
                  for sql in (layer_sql, _IMPORTS + "SELECT * FROM imports")]
     assert "USING INDEX events_layer_moves" in plans[0] or "USING COVERING INDEX events_layer_moves" in plans[0]
     assert "events_imports" in plans[1]
+
+
+def test_a_writer_waits_while_the_archive_is_in_the_rollback_journal(tmp_path):
+    """A large file is written once, in the rollback journal (stet.ingest.journal); another
+    writer opening the archive meanwhile waits for it, as for any lock, instead of failing
+    at once on the change back to WAL."""
+    import threading
+
+    from stet import store
+
+    path = str(tmp_path / "j.db")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("PRAGMA journal_mode = DELETE")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    done = threading.Event()
+
+    def release():
+        done.wait(5)  # released once the writer below is waiting
+        holder.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    timer = threading.Timer(0.2, done.set)
+    timer.start()
+    db = store.connect(path)
+    thread.join()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    db.conn.close()

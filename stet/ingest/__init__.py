@@ -13,6 +13,8 @@ The work is split by concern, each step depending only on the ones before it:
   extraction is costly (:mod:`.pool`). Results come back in walk order whichever way.
 - :mod:`.writer` stores prepared files in batched transactions, each batch planned then
   written (:mod:`.rows`): a crash loses at most the open batch, and a bag is one unit.
+  :mod:`.journal` says how they reach the disk: the WAL (checkpointed by a thread) for
+  batches, the rollback journal for a large file, so that its bytes are written once.
 
 Only regular files are read (:func:`stet.system.open_regular`): a FIFO, a socket or a device
 (reached through a symbolic link, or named on the command line) is an error line for that
@@ -22,6 +24,7 @@ path, never a wait, and the rest goes on.
 from __future__ import annotations
 
 import contextlib
+import gc
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import store
@@ -29,8 +32,9 @@ from ..errors import StetError, arg
 from ..hashing import CHUNK_SIZE
 from ..system import cpus
 from . import pool, readahead
+from .journal import Journal
 from .paths import Entry, archive_files, expand_bags, size, walk
-from .prepared import SMALL_FILE, Prepared, hash_texts, prepare, prepare_bytes, printable
+from .prepared import SMALL_FILE, Prepared, drop_verbatim_texts, hash_texts, prepare, prepare_bytes, printable
 from .rows import FileChanged, Options, restricted_now
 from .writer import Writer
 
@@ -75,8 +79,9 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
     # The read-ahead worker forks before the checkpoint thread starts (forking with a thread
     # running is unsafe); a worker pool goes without the thread, as it may fork at any time.
     ahead = _read_ahead(entries, sizes, writer, configured) if workers < 1 else None
-    checkpoints = store.background_checkpoints(conn) if workers < 1 else contextlib.nullcontext()
-    with bar as tick, ahead or contextlib.nullcontext(), checkpoints, store.page_cache(conn, 64):
+    writer.journal = Journal(conn, checkpoints=workers < 1)
+    with (bar as tick, ahead or contextlib.nullcontext(), writer.journal, store.page_cache(conn, 64),
+          _collector_paused()):
         try:
             for (entry, item), nbytes in zip(_prepared(entries, sizes, workers, ahead), sizes):
                 if item is None:
@@ -132,9 +137,32 @@ def _prepared(entries: list[Entry], sizes: list[int], workers: int,
         items = pool.prepared([(entries[i].path, entries[i].location) for i in files],
                               [sizes[i] for i in files], workers)
     else:
-        items = (hash_texts(prepare(entry.path, entry.location))
-                 for entry in entries if not entry.error)
+        items = (_ready(prepare(entry.path, entry.location)) for entry in entries if not entry.error)
     for entry in entries:
         yield entry, (None if entry.error else next(items))
     if next(items, None) is not None:  # receives the read-ahead worker's end (and lets it exit)
         raise StetError("the reading process read more files than it was given")
+
+
+def _ready(item: Prepared) -> Prepared:
+    """An item prepared in this process, as a worker would send it: texts hashed, and each
+    text that will be stored as bytes (the raw bytes, or its UTF-8) held only as those."""
+    drop_verbatim_texts(hash_texts(item))
+    return item
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while files are stored: each batch makes tens of
+    thousands of short-lived dicts and tuples, none in a cycle, and the collections they
+    trigger cost about 8% of the writer's CPU (benchmarks/README.md, issue 14). Memory
+    is still freed by reference counting; a cycle made meanwhile waits for the next
+    collection."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -50,9 +50,14 @@ class Prepared:
     text_sha256: str | None = None
     #: The absolute path recorded in the ingest event (worked out where it was prepared).
     location: str | None = None
-    #: Set by a worker (pool or read-ahead) that dropped a verbatim text (the bytes are the
-    #: text) before sending the item back: the writer stores the bytes and needs only this.
+    #: Set by a worker (pool or read-ahead) that dropped a text before sending the item back
+    #: (a verbatim one: the bytes are the text; another: :attr:`text_utf8` is): its length
+    #: in code points.
     text_length: int | None = None
+    #: The UTF-8 of a text that is not the raw bytes, made where the text was hashed (see
+    #: :func:`hash_texts`): the writer stores it as is (SQLite keeps TEXT as UTF-8), so the
+    #: one writer never encodes a text, and a worker sends bytes, not a string to rebuild.
+    text_utf8: bytes | None = None
 
     # -- given in the main process, from its Entry --
     details: dict[str, Any] = field(default_factory=dict)  # provenance (a bag's info)
@@ -110,21 +115,29 @@ def fill(item: Prepared, data: bytes) -> None:
 
 def hash_texts(item: Prepared) -> Prepared:
     """Hash the texts of an item and its parts where it was prepared (in a worker, when there
-    are workers), not in the one writer. A verbatim text held with its bytes needs no hash:
-    it is the bytes' hash."""
+    are workers), not in the one writer, keeping each text's UTF-8 (:attr:`Prepared.text_utf8`)
+    for the writer to store. A verbatim text held with its bytes needs no hash: it is the
+    bytes' hash."""
     for current in _with_parts(item):
         ext = current.extraction
         if ext is not None and ext.text and not (ext.verbatim and current.data is not None):
-            current.text_sha256 = sha256_text(ext.text)
+            try:
+                current.text_utf8 = ext.text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: hashed as ever, stored as a string
+                current.text_sha256 = sha256_text(ext.text)
+            else:
+                current.text_sha256 = sha256_bytes(current.text_utf8)
     return item
 
 
 def drop_verbatim_texts(item: Prepared) -> None:
-    """Before a worker sends an item back: a verbatim text (one whose UTF-8 is the bytes,
-    sent anyway) is dropped, its length kept; the writer stores the bytes as the text."""
+    """Before a worker sends an item back: a text that travels as bytes anyway (a verbatim
+    one is the raw bytes; another one's UTF-8 is :attr:`Prepared.text_utf8`) is dropped, its
+    length kept; the writer stores those bytes as the text."""
     for current in _with_parts(item):
         ext = current.extraction
-        if current.data is not None and ext is not None and ext.verbatim:
+        if ext is not None and ((current.data is not None and ext.verbatim)
+                                or current.text_utf8 is not None):
             current.text_length = len(ext.text)
             ext.text = ""
 

@@ -21,6 +21,7 @@ mapping has no name, so nothing is left behind.
 
 from __future__ import annotations
 
+import gc
 import mmap
 import multiprocessing
 import traceback
@@ -166,6 +167,7 @@ def _work(paths, shared, results, free, parent_ends) -> None:
     offset and a size, or None), wait for a free region."""
     for end in parent_ends:
         end.close()
+    gc.disable()  # (inherited off from the writer; said here too) no cycles made here
     try:
         free_slots = list(range(SLOTS))
         slot, offset, batch, places = free_slots.pop(), 0, [], []

@@ -66,8 +66,9 @@ class Plan:
         conn.executemany("INSERT INTO blob_chunks (sha256, seq, data) VALUES (?, ?, ?)", self.chunks)
         conn.executemany(f"INSERT INTO documents ({', '.join(DOCUMENT_COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(DOCUMENT_COLUMNS))})", self.documents)
-        # A verbatim text goes in as its raw bytes, CAST to TEXT: SQLite stores UTF-8 as is,
-        # which spares encoding the string again (the file is valid UTF-8).
+        # A text goes in as its UTF-8 bytes, CAST to TEXT (a verbatim one as the raw bytes):
+        # SQLite stores UTF-8 as is, which spares encoding the string again (the bytes are
+        # valid UTF-8: the file's, checked by decoding it, or the text's own encoding).
         conn.executemany(f"INSERT INTO texts ({', '.join(TEXT_COLUMNS)}) "
                          "VALUES (?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?)", self.texts)
         Chain(conn).append_many(self.events)
@@ -160,7 +161,10 @@ def _plan_new(opts: Options, batch: Plan, item: Prepared, parent: int | None, ti
     batch.documents.append((doc_id, item.sha256, title, filename, item.media_type, item.size,
                             source, int(restricted), opts.by, time, parent, supersedes))
     length = item.text_length if item.text_length is not None else len(ext.text)
-    batch.texts.append((doc_id, text_sha, length, item.data if verbatim else ext.text,
+    # the text's UTF-8 as bytes when there are any (the raw bytes themselves when verbatim):
+    # inserted CAST to TEXT, as is
+    text = item.data if verbatim else item.text_utf8 if item.text_utf8 is not None else ext.text
+    batch.texts.append((doc_id, text_sha, length, text,
                         ext.extractor, ext.extractor_version, ext.encoding, ext.warning))
     details.update(status="new", title=title, text_sha256=text_sha, extractor=ext.extractor,
                    extractor_version=ext.extractor_version)

@@ -21,6 +21,7 @@ from ..bags import ValidBag
 from ..errors import InvalidInput
 from ..hashing import CHUNK_SIZE
 from ..provenance import Chain
+from .journal import Journal
 from .prepared import Prepared, printable
 from .rows import FileChanged, Options, plan, result
 
@@ -47,6 +48,9 @@ class Writer:
         self._bag: ValidBag | None = None  # the bag whose transaction is open
         self._bag_slot = 0  # the first slot of its files
         self._bag_event: dict[str, Any] = {}  # seq and hash of its event
+        #: How transactions reach the disk (:mod:`.journal`): set by ``ingest``; None: the
+        #: connection's own mode, nothing switched.
+        self.journal: Journal | None = None
 
     @property
     def pending(self) -> int:
@@ -82,12 +86,14 @@ class Writer:
         if item.data is None:  # a large file: its own transaction (or its bag's), streamed
             self.flush()
             try:
+                if self._bag is None and self.journal is not None:
+                    self.journal.large(item.size)  # written once, when it can be
                 self._write([(slot, item)])
             except FileChanged as exc:
                 self._slots[slot] = [result(item, None, "error", error=str(exc))]
             return
         self.batch.append((slot, item))
-        self.batch_bytes += item.size + len(item.extraction.text) if item.extraction else item.size
+        self.batch_bytes += item.size + _text_bytes(item)
         if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
             self.flush()
 
@@ -95,6 +101,8 @@ class Writer:
         """Store the open batch (in its bag's transaction, if it is a bag's, left open)."""
         if self.batch:
             batch, self.batch, self.batch_bytes = self.batch, [], 0
+            if self.journal is not None:
+                self.journal.batches()  # through the WAL (after large files written once)
             self._write(batch)
 
     def finish(self) -> None:
@@ -119,6 +127,8 @@ class Writer:
         if bag is None:
             return
         self.flush()  # the files before the bag, in their own transaction
+        if self.journal is not None:
+            self.journal.batches()
         opts = self.options
         self.conn.execute("BEGIN IMMEDIATE")
         self._bag, self._bag_slot = bag, len(self._slots)
@@ -178,3 +188,10 @@ class Writer:
         planned.execute(self.conn)
         for (slot, _), reported in zip(batch, planned.results):
             self._slots[slot] = reported
+
+
+def _text_bytes(item: Prepared) -> int:
+    """About how many bytes an item's text adds to a batch."""
+    if item.text_utf8 is not None:
+        return len(item.text_utf8)
+    return len(item.extraction.text) if item.extraction else 0
