@@ -455,12 +455,14 @@ class Archive:
     # -- publication (stet.publish, stet.serve) -------------------------------------------
 
     def publish(self, out: str | os.PathLike, *, by: str | None = None, force: bool = False,
-                progress: Callable | None = None) -> dict[str, Any]:
+                full: bool = False, progress: Callable | None = None) -> dict[str, Any]:
         """Write the public snapshot of this archive to ``out`` and record a ``publish`` event;
-        return the summary (see :func:`stet.publish.publish`), with the event's ``seq``
-        (``event``) and the archive's chain as it stands after it (``archive_head``: the
-        anchor to keep). ``progress`` counts the snapshot's build steps."""
-        summary = publish_module.publish(self.path, out, force=force, progress=progress)
+        return the summary (see :func:`stet.publish.publish`: an earlier snapshot of this
+        archive is brought up to date where it can be, unless ``full``), with the event's
+        ``seq`` (``event``) and the archive's chain as it stands after it (``archive_head``:
+        the anchor to keep). ``progress`` counts the snapshot's build steps."""
+        summary = publish_module.publish(self.path, out, force=force, full=full,
+                                         progress=progress)
         with self.write() as chain:
             event = chain.append(
                 actor=by or default_user(), action="publish",
@@ -477,13 +479,17 @@ class Archive:
 
     def serve(self, *, host: str = "127.0.0.1", port: int = 8001,
               metadata: str | os.PathLike | None = None, cache_mb: float = 128,
-              announce: Callable[[str], Any] = print) -> None:
+              check_every: float = 5.0, announce: Callable[[str], Any] = print) -> None:
         """Serve the public snapshot with Datasette until interrupted, keeping up to
-        ``cache_mb`` megabytes of answers in memory (0: none; see :mod:`stet.serve`)."""
+        ``cache_mb`` megabytes of answers in memory (0: none) and looking for a new state of
+        the archive every ``check_every`` seconds (0: only on SIGHUP; see :mod:`stet.serve`).
+        This archive's own connection is closed first: serving reads the archive with
+        connections of its own."""
         from . import serve  # Datasette, uvicorn and YAML load only when serving: start-up
 
+        self.close()
         serve.run(self.path, host=host, port=port, metadata=metadata, cache_mb=cache_mb,
-            announce=announce)
+                  check_every=check_every, announce=announce)
 
     def datasette(self, *, metadata: str | os.PathLike | None = None,
                   settings: dict[str, Any] | None = None):

@@ -3,13 +3,13 @@ once per state of the archive's chain, reused, and held by each server that serv
 
 Snapshots live in a folder (:func:`snapshot_folder`), one file per source chain head; a
 held snapshot (:class:`Snapshot`, a shared ``flock``) is never removed by another stet
-process, and every older one no process holds is (see :func:`open_snapshot`). Building a
-snapshot is :mod:`stet.publish`.
+process, and every older one no process holds is (see :func:`open_snapshot`). A new one is
+the newest older one brought up to date, in a copy, when it can be (else built whole).
+Building a snapshot is :mod:`stet.publish`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
@@ -25,24 +25,20 @@ except ImportError:  # no flock: leftovers are then never removed, nothing is ri
 from . import files, store
 from .errors import InvalidInput, NotFound, StetError
 from .provenance import Chain
-from .publish import FORMAT, write_snapshot
+from .publish import FORMAT, snapshot_record, write_snapshot
 
 
 def snapshot_info(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The first event's details of a snapshot (None if ``path`` is not one)."""
+    """What a snapshot holds, as its latest own event says (its first, or its latest update:
+    :func:`stet.publish.snapshot_record`); None if ``path`` is not one."""
     try:
         conn = store.connect(str(path), mode="read", check=False).conn
     except (StetError, sqlite3.Error):
         return None
     try:
-        row = conn.execute("SELECT action, details FROM events WHERE seq = 1").fetchone()
-    except sqlite3.Error:
-        return None
+        return snapshot_record(conn)
     finally:
         conn.close()
-    if not row or row[0] != "publish":
-        return None
-    return json.loads(row[1])
 
 
 def source_head(source: str | os.PathLike) -> tuple[int, str]:
@@ -72,6 +68,9 @@ class Snapshot:
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
+        #: The summary of the build or update that made it (see :func:`stet.publish.publish`:
+        #: ``build``, ``reason``), when this call made it; None when it was there already.
+        self.built: dict[str, Any] | None = None
         self._finalizer = weakref.finalize(self, os.close, fd)
 
     def close(self) -> None:
@@ -103,8 +102,10 @@ def open_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = N
     """The public snapshot of ``source`` as it stands now, held (:class:`Snapshot`).
 
     Snapshots live in a folder (:func:`snapshot_folder`), one file per source chain head,
-    ``SEQ-HEAD-vFORMAT.db``. A snapshot for the current head is reused; otherwise one is built
-    under a temporary name and linked into place without replacing anything, so a file never
+    ``SEQ-HEAD-vFORMAT.db``. A snapshot for the current head is reused; otherwise one is made
+    under a temporary name (the newest older snapshot, held meanwhile, brought up to date in a
+    copy, or else built whole: :func:`stet.publish.write_snapshot`; the returned snapshot's
+    ``built`` says which) and linked into place without replacing anything, so a file never
     changes once it has its name: a server that opened it serves that one snapshot on every
     route, whatever a second server builds beside it. Every snapshot older than the one
     returned that no process holds is then removed (a server killed with SIGKILL holds
@@ -115,6 +116,7 @@ def open_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = N
     folder = snapshot_folder(source, cache)
     _snapshot_folder(folder)
     for _attempt in range(5):  # another process may remove an old one just as we take it
+        built = None
         seq, head = source_head(source)
         path = folder / f"{seq}-{head[:16]}-v{FORMAT}.db"
         info = snapshot_info(path) if path.exists() else None
@@ -122,14 +124,37 @@ def open_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = N
                 and info.get("source") == {"events": seq, "head": head}):
             if path.exists():  # not what its name says (damaged): replaced when unused
                 files.remove_unused(path)
-            write_snapshot(source, path, shown_as=folder, clobber=False)
+            base = _newest_before(folder, seq)
+            try:
+                built = write_snapshot(source, path, base=base.path if base else None,
+                                       shown_as=folder, clobber=False, digest=False)
+            finally:
+                if base is not None:
+                    base.close()
         snapshot = _hold(path)
         if snapshot is not None:
+            snapshot.built = built
             break
     else:
         raise StetError(f"cannot keep a snapshot in {folder}: the archive changed all along")
     _clean_snapshots(folder, keep=path, seq=seq)
     return snapshot
+
+
+def _newest_before(folder: Path, seq: int) -> Snapshot | None:
+    """The newest snapshot in ``folder`` of an earlier state than ``seq`` and of this format,
+    held while it is copied (no other process removes it meanwhile), to be brought up to
+    date: whether it is one of this archive is :func:`stet.publish.write_snapshot`'s to say."""
+    found = []
+    for entry in os.scandir(folder):
+        match = _SNAPSHOT.fullmatch(entry.name)
+        if match and int(match[3]) == FORMAT and int(match[1]) < seq:
+            found.append((int(match[1]), entry.name))
+    for _seq, name in sorted(found, reverse=True):
+        held = _hold(folder / name)
+        if held is not None:
+            return held
+    return None
 
 
 def _snapshot_folder(folder: Path) -> None:

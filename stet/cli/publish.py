@@ -10,18 +10,24 @@ from .common import (by_option, cli, db_option, echo_json, errors, json_option, 
                      progress, silent_option, user)
 
 
-def _megabytes(ctx, param, value):
-    """A number of megabytes; the error names where it came from (the option or the variable)."""
-    try:
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(value)
-        return max(0.0, number)
-    except ValueError:
-        source = ctx.get_parameter_source(param.name)
-        where = (param.envvar if source is click.core.ParameterSource.ENVIRONMENT
-                 else param.opts[0])
-        raise click.ClickException(f"{where}={value!r}: give a number of megabytes") from None
+def _number_of(unit):
+    def check(ctx, param, value):
+        """A number of ``unit``; the error names where it came from (the option or the variable)."""
+        try:
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return max(0.0, number)
+        except ValueError:
+            source = ctx.get_parameter_source(param.name)
+            where = (param.envvar if source is click.core.ParameterSource.ENVIRONMENT
+                     else param.opts[0])
+            raise click.ClickException(f"{where}={value!r}: give a number of {unit}") from None
+
+    return check
+
+
+_megabytes = _number_of("megabytes")
 
 
 @cli.command()
@@ -33,36 +39,46 @@ def _megabytes(ctx, param, value):
 @click.option("--cache-mb", envvar="STET_SERVE_CACHE_MB", default="128", show_default=True,
               callback=_megabytes, metavar="MB",
               help="Megabytes of answers kept in memory ($STET_SERVE_CACHE_MB; 0: none).")
+@click.option("--check-every", envvar="STET_SERVE_CHECK_EVERY", default="5", show_default=True,
+              callback=_number_of("seconds"), metavar="SECONDS",
+              help="Look for changes to the archive this often ($STET_SERVE_CHECK_EVERY; "
+                   "0: only on SIGHUP).")
 @db_option
 @errors
-def serve(host, port, metadata, cache_mb, db_path):
+def serve(host, port, metadata, cache_mb, check_every, db_path):
     """Serve the archive with Datasette, read-only, as the database `archive`.
 
     What is served is the public snapshot (as `stet publish` writes it) kept
-    beside the archive in ARCHIVE-public and rebuilt when the archive has
-    changed: restricted documents are not in it, and it is opened immutable.
-    Pages: /archive (tables and queries), /-/documents/ID (a document with its
-    annotations), /-/search.
+    beside the archive in ARCHIVE-public: restricted documents are not in it,
+    and it is opened immutable. While serving, stet looks at the archive every
+    --check-every seconds, and at once on SIGHUP: when it has changed, a new
+    snapshot is built in the background and swapped in (each request is
+    answered from one snapshot, start to end). Pages: /archive (tables and
+    queries), /-/documents/ID (a document with its annotations), /-/search.
 
     \b
     Example:
         stet serve --db archive.db --port 8001
-        stet serve --metadata my-metadata.yml
+        stet serve --metadata my-metadata.yml --check-every 30
+        kill -HUP PID          # publish what is new now
     """
-    open_archive(db_path, readonly=True).serve(
-        host=host, port=port, metadata=metadata, cache_mb=cache_mb,
+    open_archive(db_path, readonly=True).serve(  # closes its own connection first
+        host=host, port=port, metadata=metadata, cache_mb=cache_mb, check_every=check_every,
         announce=lambda message: click.echo(message, err=True))
 
 
 @cli.command()
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--force", is_flag=True,
+              help="Replace OUT if it exists and is not a snapshot of this archive.")
+@click.option("--full", is_flag=True,
+              help="Build the snapshot whole, even where OUT could be brought up to date.")
 @by_option
 @json_option
 @silent_option
 @db_option
 @errors
-def publish(out, force, by, as_json, silent, db_path):
+def publish(out, force, full, by, as_json, silent, db_path):
     """Write a public snapshot of the archive to OUT: nothing restricted in it.
 
     Leaves out restricted documents (and their attachments), their raw bytes,
@@ -71,6 +87,11 @@ def publish(out, force, by, as_json, silent, db_path):
     archive's chain length and head hash; the archive records a `publish` event.
     Restriction is read from the event chain, not from the rows; an altered event
     stops the publication. Paths are published relative to the folder ingested.
+    When OUT is an earlier snapshot of this archive, it is brought up to date
+    with what was added since (in a copy, moved into place), as a full build
+    would write it; after a restrict, unrestrict or edit of a document, a layer
+    rename or merge, or with a snapshot of another stet version, it is built
+    whole instead, and the output says why (--full: always whole).
     Prints the archive's chain head (N:HEX) to keep elsewhere, for
     `stet verify --expect-head`.
     Serve it with Datasette in immutable mode. A progress bar on a terminal
@@ -79,9 +100,10 @@ def publish(out, force, by, as_json, silent, db_path):
     \b
     Example:
         stet publish site/archive.db
+        stet publish site/archive.db --full
         datasette serve -i site/archive.db --metadata metadata.yml
     """
-    summary = open_archive(db_path).publish(out, by=user(by), force=force,
+    summary = open_archive(db_path).publish(out, by=user(by), force=force, full=full,
                                             progress=progress(silent=silent, label="Publishing"))
     if as_json:
         echo_json(summary)
@@ -91,7 +113,17 @@ def publish(out, force, by, as_json, silent, db_path):
                f"annotations, {published['events']} events to {out}")
     click.echo(f"left out {left['documents']} restricted documents, {left['annotations']} "
                f"annotations, {left['events']} events")
+    if summary.get("build") == "incremental":
+        added = summary["added"]
+        click.echo(f"brought up to date from archive event {summary['since']['events']}: added "
+                   f"{added['documents']} documents, {added['annotation_revisions']} annotation "
+                   f"revisions, {added['events']} events")
+    elif summary.get("build") == "unchanged":
+        click.echo("unchanged: it holds the archive as it stood")
+    else:
+        click.echo(f"built whole: {summary['reason']}" if summary.get("reason") else "built whole")
     click.echo(f"sha256 {summary['sha256']}")
     head = f"{summary['archive_head']['length']}:{summary['archive_head']['head']}"
     click.echo(f"archive head {head} (keep it elsewhere: stet verify --expect-head {head} "
                "proves the archive's chain still holds it)")
+
