@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -177,14 +178,20 @@ def main() -> None:
     size = jsonl.stat().st_size
 
     env = {**os.environ, "STET_USER": "bench"}
+    load = os.getloadavg()[0]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "from stet.cli import cli; cli()", "import", str(jsonl),
                     "--db", str(db)],
                    check=True, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the import and its parse worker
+    cpu = (after.ru_utime + after.ru_stime) - (used.ru_utime + used.ru_stime)
     rows.append(("`stet import` of W3C JSON Lines (a process, start-up included)",
                  f"{args.annotations / seconds:,.0f} annotations/s ({lines:,} revisions, "
-                 f"{size / 1e6:,.0f} MB, {seconds:.1f} s)", "", ""))
+                 f"{size / 1e6:,.0f} MB, {seconds:.1f} s)", "",
+                 f"CPU {cpu:.1f} s (both processes); load average {load:.2f} before, "
+                 f"{os.getloadavg()[0]:.2f} after"))
 
     with Archive(db) as archive:
         conn = archive.conn

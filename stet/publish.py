@@ -483,35 +483,25 @@ def earlier_snapshot(source: str | os.PathLike, path: str | os.PathLike) -> dict
 
 class _Flush:
     """``fsync`` of a file in a thread of its own: the disk writes while this process goes
-    on (the kernel releases the GIL). :func:`_wait` for it, and for its error. ``growing``:
-    the file is being written; it is flushed again and again, as it grows, until
-    :meth:`grown` (then once more): a copy of hundreds of megabytes is on disk about when it
-    is made, instead of as long again after."""
+    on (the kernel releases the GIL). :func:`_wait` for it, and for its error. (Once: on
+    ext4 each ``fsync`` commits the journal, with every other writer's data; flushing a copy
+    again and again as it grows was faster on a quiet machine and much slower on a busy one.)"""
 
-    def __init__(self, path: Path, *, growing: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.error: OSError | None = None
-        self._grown = threading.Event()
-        if not growing:
-            self._grown.set()
         self.thread = threading.Thread(target=self._run, args=(path,), name="stet-flush",
                                        daemon=True)
         self.thread.start()
-
-    def grown(self) -> None:
-        self._grown.set()
 
     def _run(self, path: Path) -> None:
         try:
             fd = os.open(path, os.O_RDONLY)
             try:
-                while not self._grown.wait(0.05):
-                    os.fsync(fd)
                 os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             self.error = exc
-            self._grown.set()
 
 
 def _copy_file(stream, path: Path) -> None:
@@ -577,12 +567,9 @@ def _update(source: Path, base: Path, tmp: Path, flushes: list,
                     "time": None, "build": "unchanged", "reason": None}
         finally:
             db.conn.close()
-    flushes.append(_Flush(tmp, growing=True))  # the copy goes to disk as it is made
-    try:
-        with open(base, "rb") as stream:
-            _copy_file(stream, tmp)
-    finally:
-        flushes[-1].grown()
+    with open(base, "rb") as stream:
+        _copy_file(stream, tmp)
+    flushes.append(_Flush(tmp))  # the copy goes to disk while the rows are added
     conn = store.connect(str(tmp), mode="build").conn
     try:
         conn.create_function("stet_fold", 1, fold, deterministic=True)
@@ -942,8 +929,8 @@ def write_snapshot(source: Path, out: Path, *, base: Path | None = None, full: b
                     summary = _update(source, base, tmp, flushes, advance)
                 except NotIncremental as exc:
                     reason = str(exc)
-                except (sqlite3.IntegrityError, sqlite3.DatabaseError) as exc:
-                    if isinstance(exc, sqlite3.OperationalError):
+                except sqlite3.DatabaseError as exc:  # a damaged snapshot, a row refused
+                    if isinstance(exc, sqlite3.OperationalError):  # a full disk: no use
                         raise
                     reason = f"{base.name} could not be brought up to date ({exc})"
                 if summary is None:  # what the update left goes: a new file below
@@ -980,7 +967,6 @@ def write_snapshot(source: Path, out: Path, *, base: Path | None = None, full: b
         raise StetError(f"cannot write {shown_as or out}: {reason.lower()}") from None
     finally:
         for flush in flushes:  # after an error: nothing is left running
-            flush.grown()
             flush.thread.join()
     summary["path"] = str(out)
     return summary
@@ -1024,7 +1010,6 @@ def _wait(flushes: list[_Flush]) -> None:
     """Wait for every flush started (raising the first error), and forget them."""
     try:
         for flush in flushes:
-            flush.grown()
             flush.thread.join()
         for flush in flushes:
             if flush.error is not None:

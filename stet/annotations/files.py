@@ -56,7 +56,7 @@ def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         if isinstance(head, dict) and not _is_container(head):  # JSON Lines
             yield f"line {number}", head
             for at, line in enumerate(stream, number + 1):
-                if line.strip():
+                if not line.isspace():  # (as line.strip(), without copying the line)
                     yield f"line {at}", _loads(line, f"line {at}")
             return
         stream.seek(0)

@@ -5,9 +5,15 @@ isolated interpreter: neither the working directory nor ``$PYTHONPATH`` nor the 
 folder is on its path, so a ``stet.py`` or ``sitecustomize.py`` planted there never runs).
 The worker reads and parses FILE (:func:`stet.annotations.files.read`,
 :func:`stet.annotations.w3c.parse`) and writes pickled ``(kind, value)`` pairs to its
-standard output: ``("batch", [(where, parsed), ...])`` for each batch of SIZE,
-``("done", sha256 of the file)`` at the end, or ``("invalid", message)`` for a malformed
-item and ``("failed", message)`` for anything else. It never opens the archive.
+standard output, each as a frame (its length, 8 bytes little-endian, then the pickle):
+``("batch", [(where, parsed), ...])`` for each batch of SIZE, ``("done", sha256 of the
+file)`` at the end, or ``("invalid", message)`` for a malformed item and ``("failed",
+message)`` for anything else. It never opens the archive.
+
+A thread of the importer's process reads the frames as they come, up to :data:`AHEAD` of
+them ahead of the batch being written, so that the worker never waits for the importer to
+finish writing one (the pipe holds 64 KiB; a batch is about 3 MB) and parses the next ones
+meanwhile; the importer unpickles each when it gets to it.
 
 The garbage collector: parsing makes many short-lived dicts and no cycles, and collections
 cost about a third of the time. The worker pauses it for its whole life (its own process).
@@ -21,9 +27,12 @@ import contextlib
 import gc
 import os
 import pickle
+import queue
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
@@ -34,6 +43,9 @@ from .w3c import parse
 
 #: Files at least this large are read and parsed in a worker process while this one writes.
 WORKER_BYTES = 8 << 20
+#: Frames (batches) read from the worker ahead of the one the importer is writing.
+AHEAD = 4
+_LENGTH = struct.Struct("<Q")
 
 Batch = list[tuple[str, dict[str, Any]]]
 
@@ -68,16 +80,20 @@ def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[Batch]
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
         cwd=os.path.dirname(os.path.abspath(path)),
     )
+    frames: queue.Queue[bytes | None] = queue.Queue(maxsize=AHEAD)
+    reader = threading.Thread(target=_read_frames, args=(worker.stdout, frames),
+                              name="stet-import-reader", daemon=True)
+    reader.start()
     try:
         while True:
-            try:
-                kind, value = pickle.load(worker.stdout)
-            except EOFError:
+            frame = frames.get()
+            if frame is None:
                 worker.wait()
                 errors.seek(0)
                 problem = errors.read().decode(errors="replace").strip().splitlines()
                 raise StetError("the worker reading the file stopped unexpectedly"
                                 + (f": {problem[-1]}" if problem else "")) from None
+            kind, value = pickle.loads(frame)
             if kind == "batch":
                 yield value
             elif kind == "done":
@@ -89,16 +105,40 @@ def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[Batch]
                 raise StetError(f"the worker reading the file failed: {value}")
     finally:
         if worker.poll() is None:
-            worker.kill()
+            worker.kill()  # its end of the pipe closes: the reader sees the end and stops
+        while reader.is_alive():  # (a frame it is putting may wait for room)
+            with contextlib.suppress(queue.Empty):
+                frames.get(timeout=0.05)
         worker.stdout.close()
         worker.wait()
         errors.close()
 
 
+def _read_frames(stream: BinaryIO, frames: queue.Queue[bytes | None]) -> None:
+    """Put each frame the worker writes into ``frames``, then None at the end of the stream
+    (or a frame cut short: the worker stopped)."""
+    try:
+        while True:
+            head = stream.read(_LENGTH.size)
+            if len(head) < _LENGTH.size:
+                break
+            (length,) = _LENGTH.unpack(head)
+            frame = stream.read(length)
+            if len(frame) < length:
+                break
+            frames.put(frame)
+    except (OSError, ValueError):  # closed under it: the importer is stopping
+        pass
+    finally:  # whatever stopped it: the importer waiting for a frame must hear of it
+        frames.put(None)
+
+
 def _serve(path: Path, size: int, out: BinaryIO) -> None:
     """The worker's side of :func:`parse_in_worker`."""
     def send(kind: str, value: Any) -> None:
-        pickle.dump((kind, value), out, protocol=pickle.HIGHEST_PROTOCOL)
+        frame = pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(_LENGTH.pack(len(frame)))
+        out.write(frame)
         out.flush()
 
     try:
