@@ -31,8 +31,14 @@ serve`` does, without building a second snapshot) and drives document pages and 
 with ``benchmarks/serve.py``'s load generator (httpx, 10 connections): random documents and
 random words (each a first request), and one document and one word repeated.
 
-Prints Markdown tables for ``benchmarks/README.md`` (``--json``: one JSON object). The work
-folder is removed at the end unless ``--keep``.
+Every command runs after ``sync`` and is measured with ``wait4``: wall time, CPU time (user
+and system, its worker processes included: on a shared machine the steadier measure of what
+the archive's growth costs) and peak memory. Prints Markdown tables for
+``benchmarks/README.md`` (``--json``: one JSON object; ``--save FILE`` writes it after every
+stage, ``--tables-from FILE`` prints the tables of a saved one). The work folder is removed at
+the end unless ``--keep``. ``STET_SOURCE=DIR`` measures the copy of ``stet/`` in DIR instead
+of this checkout's (through ``PYTHONPATH`` for every command), so that others' edits do not
+change the code under a run of an hour.
 """
 
 from __future__ import annotations
@@ -467,7 +473,7 @@ def publish_stage(db: Path, work: Path, stage: int, rng: random.Random,
 # -- the run -----------------------------------------------------------------------------
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--documents", type=int, default=100_000, help="documents in all")
     parser.add_argument("--annotations", type=int, default=10_000_000, help="annotations in all")
     parser.add_argument("--stages", type=int, default=10)
@@ -624,6 +630,15 @@ def summary(report: dict) -> dict:
     return out
 
 
+def trend(values: list[float]) -> float:
+    """The mean of the later half of ``values`` over the mean of the earlier half: about 1 when
+    a cost per unit neither grows nor shrinks with the stage (noise spreads single stages)."""
+    half = len(values) // 2
+    if not half:
+        return 1.0
+    return statistics.mean(values[-half:]) / statistics.mean(values[:half])
+
+
 def print_tables(report: dict) -> None:
     mb = 1e6
     print(f"\n`{report['command']}`, started {report['started']}, {report['cpus']} CPUs, load "
@@ -690,11 +705,13 @@ def print_tables(report: dict) -> None:
             print(f"| {name}, last stage / first stage | {s[key]:.2f}x | <= 1.2x | "
                   f"{'yes' if s[key] <= 1.2 else 'no'} |")
         cpu_m = s["verify_cpu_per_million"]
-        print(f"| `stet verify`, CPU seconds per million revisions (stages) | {min(cpu_m):.1f}-"
-              f"{max(cpu_m):.1f} s | linear | {'yes' if max(cpu_m) <= 1.2 * min(cpu_m) else 'no'} |")
+        print(f"| `stet verify`, CPU seconds per million revisions: stages, and the later half's "
+              f"mean / the earlier half's | {min(cpu_m):.1f}-{max(cpu_m):.1f} s, {trend(cpu_m):.2f}x "
+              f"| linear (<= 1.2x) | {'yes' if trend(cpu_m) <= 1.2 else 'no'} |")
     per_m = s["verify_per_million"]
-    print(f"| `stet verify`, seconds per million revisions (stages) | {min(per_m):.1f}-{max(per_m):.1f} s "
-          f"| linear | {'yes' if max(per_m) <= 1.2 * min(per_m) else 'no'} |")
+    print(f"| `stet verify`, wall seconds per million revisions: stages, and the later half's mean / "
+          f"the earlier half's | {min(per_m):.1f}-{max(per_m):.1f} s, {trend(per_m):.2f}x | linear "
+          f"(<= 1.2x) | {'yes' if trend(per_m) <= 1.2 else 'no'} |")
     print(f"| overlap query median, worst stage (SQL) | {s['overlap_median_max']:.3f} ms | "
           f"< {t['overlap_ms']} ms | {'yes' if s['overlap_median_max'] < t['overlap_ms'] else 'no'} |")
     print(f"| overlap via `Archive.annotations`, worst stage | {s['overlap_api_median_max']:.3f} ms | "
@@ -704,6 +721,28 @@ def print_tables(report: dict) -> None:
     for name, (low, high) in s["rss"].items():
         print(f"| `stet {name}` peak RSS over the stages | {low / mb:.0f}-{high / mb:.0f} MB | flat | "
               f"{'yes' if high <= 1.25 * low else 'no'} |")
+    if report["publishes"]:
+        first, last = report["publishes"][0], report["publishes"][-1]
+        print(f"| full `stet publish` peak RSS, after stage {first['stage']} / stage {last['stage']} | "
+              f"{first['full_rss'] / mb:,.0f} / {last['full_rss'] / mb:,.0f} MB | flat | "
+              f"{'yes' if last['full_rss'] <= 1.25 * first['full_rss'] else 'no'} |")
+        pages = {page["page"].split(" (")[0]: page for page in last["serve"]["pages"]}
+        for key, label, rps, median in (
+                ("document page, random documents", "document page, random documents (first views)",
+                 t["document_rps"], t["document_median_ms"]),
+                ("document page, one document repeated", "document page, one document repeated",
+                 t["document_rps"], t["document_median_ms"]),
+                ("search page, random words", "search page, random words (first requests)",
+                 None, t["search_median_ms"]),
+                ("search page, one word repeated", "search page, one word repeated",
+                 None, t["search_median_ms"])):
+            page = pages.get(key)
+            if page is None:
+                continue
+            ok = page["median_ms"] < median and (rps is None or page["rps"] >= rps)
+            goal = (f">= {rps}/s, " if rps else "") + f"median < {median} ms"
+            print(f"| {label}, after stage {last['stage']} | {page['rps']:.0f}/s, median "
+                  f"{page['median_ms']:.1f} ms | {goal} | {'yes' if ok else 'no'} |")
 
 
 if __name__ == "__main__":

@@ -516,6 +516,17 @@ def m006_versions(db: sqlite_utils.Database) -> None:
         """)
 
 
+@migrations()
+def m007_versions_index(db: sqlite_utils.Database) -> None:
+    """The newer versions of a document, found without reading every document: each
+    document page asks (``superseded by``), and so does ``stet versions``."""
+    _script(db,
+        """
+        CREATE INDEX documents_supersedes ON documents(supersedes)
+            WHERE supersedes IS NOT NULL;
+        """)
+
+
 #: How :func:`connect` opens a file: the one place stet's SQLite settings are written.
 MODES = ("write", "read", "build", "checkpoint")
 
