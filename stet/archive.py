@@ -31,10 +31,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 from . import accounts
 from . import annotations as annotations_module
-from . import bags, content, lineage, provenance, state, store, timeutil
+from . import bags, blobs, content, lineage, provenance, state, store, timeutil
 from . import ingest as ingest_module
 from . import publish as publish_module
 from .annotations import files as annotation_files
+from .blobs import manage as blobs_manage
 from .annotations import versions as versions_module
 from .annotations import w3c
 from .errors import Ambiguous, InvalidInput, NotFound, arg
@@ -439,11 +440,41 @@ class Archive:
         }
 
     def verify(self, *, expect_head: tuple[int, str] | None = None,
-               progress: Callable | None = None) -> list[str]:
+               progress: Callable | None = None, notes: list[str] | None = None) -> list[str]:
         """Every problem found (an empty list when the archive is sound); ``expect_head``:
         ``(length, hash)`` from an earlier ``stet log --head`` (see :func:`stet.verify.verify`).
-        ``progress`` counts the checks and the documents, each advanced once."""
-        return verify_archive(self.conn, expect_head=expect_head, progress=progress)
+        ``progress`` counts the checks and the documents, each advanced once; ``notes``
+        gets what is no problem but worth knowing (objects nothing refers to)."""
+        return verify_archive(self.conn, expect_head=expect_head, progress=progress, notes=notes)
+
+    # -- where raw bytes live (stet.blobs) ---------------------------------------------------
+
+    def store(self) -> dict[str, Any]:
+        """Where new raw bytes go (``store``: a location, or None for the file), and how many
+        blobs (and bytes) are in the file as chunks, as their text, and in stores."""
+        in_file = blobs_manage.pending(self.conn)
+        as_text = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM blobs "
+                                    "WHERE storage = 'text'").fetchone()
+        in_stores = self.conn.execute("SELECT count(*), coalesce(sum(length), 0) "
+                                      "FROM blob_objects").fetchone()
+        return {"store": blobs.current_store(self.conn),
+                "in_file": {"blobs": in_file[0], "bytes": in_file[1]},
+                "as_text": {"blobs": as_text[0], "bytes": as_text[1]},
+                "in_stores": {"blobs": in_stores[0], "bytes": in_stores[1]}}
+
+    def set_store(self, url: str, *, by: str | None = None) -> dict[str, Any]:
+        """New raw bytes go to ``url`` (``s3://BUCKET/PREFIX``; ``file``: the archive file)
+        from now on: a ``store-set`` event (see :func:`stet.blobs.manage.set_store`)."""
+        return blobs_manage.set_store(self.conn, url, by=by or default_user())
+
+    def migrate_store(self, *, by: str | None = None,
+                      progress: Callable | None = None) -> dict[str, Any]:
+        """Move the raw bytes kept in the file to the current store (``progress``: bytes)."""
+        return blobs_manage.migrate(self.conn, by=by or default_user(), progress=progress)
+
+    def gc_store(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """The objects no document refers to, deleted unless ``dry_run``."""
+        return blobs_manage.gc(self.conn, dry_run=dry_run)
 
     def prov(self, document: str | int, *, include_restricted: bool = False) -> str:
         """The document's lineage as W3C PROV-JSON (see :mod:`stet.lineage`); a restricted
@@ -473,6 +504,31 @@ class Archive:
                          "format": publish_module.FORMAT},
             )
         summary.pop("archive_head")  # the source's head before the event: replaced, after it
+        summary["event"] = event["seq"]
+        summary["archive_head"] = {"length": event["seq"], "head": event["hash"]}
+        return summary
+
+    def publish_remote(self, url: str, *, by: str | None = None, full: bool = False,
+                       force: bool = False, progress: Callable | None = None) -> dict[str, Any]:
+        """Publish the public snapshot to an object store (``s3://BUCKET/PREFIX``) for read
+        replicas (see :func:`stet.remote.publish_remote`) and record a ``publish`` event
+        naming it, unless nothing was uploaded (``build``: ``"unchanged"``); the summary as
+        :meth:`publish` returns it, with ``url``, ``snapshot`` and ``pointer``."""
+        from . import remote  # boto3 loads only when publishing to a store
+
+        summary = remote.publish_remote(self.path, url, full=full, force=force,
+                                        progress=progress)
+        if not summary.get("uploaded"):
+            return summary
+        with self.write() as chain:
+            event = chain.append(
+                actor=by or default_user(), action="publish",
+                subject=f"snapshot:{summary['sha256']}",
+                details={"file": summary["snapshot"], "url": summary["url"],
+                         "sha256": summary["sha256"], "size": summary["size"],
+                         "source": summary["source"], "left_out": summary["left_out"],
+                         "snapshot_head": summary["head"], "format": publish_module.FORMAT},
+            )
         summary["event"] = event["seq"]
         summary["archive_head"] = {"length": event["seq"], "head": event["hash"]}
         return summary

@@ -1,13 +1,15 @@
 """A document's content read back, by resolved id: its text and its raw bytes.
 
-The raw bytes are the blob's chunks, or, for a blob stored as ``text`` (see
-:mod:`stet.store`), the UTF-8 of the document's text, kept once.
+The raw bytes are the blob's chunks (in the file, or as an object in a store:
+:mod:`stet.blobs`), or, for a blob stored as ``text`` (see :mod:`stet.store`), the UTF-8 of
+the document's text, kept once.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
+from . import blobs
 from .hashing import CHUNK_SIZE
 
 
@@ -28,7 +30,4 @@ def raw(conn, doc_id: int) -> Iterator[bytes]:
         for offset in range(0, len(data), CHUNK_SIZE):
             yield bytes(data[offset:offset + CHUNK_SIZE])
         return
-    for (data,) in conn.execute(
-        "SELECT data FROM blob_chunks WHERE sha256 = ? ORDER BY seq", (sha,)
-    ):
-        yield bytes(data)
+    yield from blobs.read(conn, sha)  # its chunks, or its object in the store

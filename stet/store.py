@@ -41,6 +41,7 @@ APPEND_ONLY = (
     "accounts",
     "tokens",
     "annotation_anchoring",
+    "blob_objects",
 )
 
 migrations = Migrations("stet")
@@ -61,6 +62,7 @@ UNIQUE_KEYS = {
     "accounts": [("id",), ("name",)],
     "tokens": [("id",), ("sha256",)],
     "annotation_anchoring": [("id",), ("annotation", "event")],
+    "blob_objects": [("sha256",)],
 }
 
 #: The events that set a document's metadata: each records the whole state after it
@@ -524,6 +526,37 @@ def m007_versions_index(db: sqlite_utils.Database) -> None:
         """
         CREATE INDEX documents_supersedes ON documents(supersedes)
             WHERE supersedes IS NOT NULL;
+        """)
+
+
+@migrations()
+def m008_object_store(db: sqlite_utils.Database) -> None:
+    """Raw bytes in an S3-compatible object store (:mod:`stet.blobs`).
+
+    ``blob_objects`` says where a blob's bytes are when they are not in the file: in which
+    store, under which key, at which offset and length (a pack holds the files of one ingest
+    batch; a large file is an object of its own), and which event recorded it (the
+    document's ``ingest``, or the ``store-migrate`` that moved it out of the file). Such a
+    blob keeps its ``blobs`` row as it was ('chunks', its chunk count): its chunks are the
+    object's bytes, cut at CHUNK_SIZE. The chunks of a blob may leave the file only once
+    the blob has its ``blob_objects`` row: the one DELETE the database allows on
+    ``blob_chunks`` (``stet store migrate``, in the transaction that records the move)."""
+    _script(db,
+        f"""
+        CREATE TABLE blob_objects (
+            sha256 TEXT PRIMARY KEY NOT NULL REFERENCES blobs(sha256),
+            store TEXT NOT NULL CHECK (store GLOB 's3://?*'),
+            key TEXT NOT NULL CHECK (length(key) > 0),
+            "offset" INTEGER NOT NULL CHECK ("offset" >= 0),
+            length INTEGER NOT NULL CHECK (length >= 0),
+            event INTEGER NOT NULL CHECK (event >= 1)
+        );
+        CREATE INDEX blob_objects_key ON blob_objects(store, key, "offset");
+        {_append_only("blob_objects")}
+        DROP TRIGGER blob_chunks_no_delete;
+        CREATE TRIGGER blob_chunks_no_delete BEFORE DELETE ON blob_chunks
+        BEGIN SELECT RAISE(ABORT, 'blob_chunks is append-only: DELETE refused')
+              WHERE NOT EXISTS (SELECT 1 FROM blob_objects WHERE sha256 = OLD.sha256); END;
         """)
 
 

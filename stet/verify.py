@@ -51,6 +51,7 @@ from .annotations.model import EVENT_ONLY
 from .annotations.schema import current_state_mismatches
 from .errors import InvalidInput
 from .provenance import check_chain, parse_details
+from .blobs.check import check_objects, unreferenced
 from .store import STATE_ACTIONS, USER_ACTIONS, migrations
 
 #: Actions whose ``document`` must name a document row.
@@ -71,13 +72,14 @@ _ABSENT = object()
 
 
 def verify(conn, *, expect_head: tuple[int, str] | None = None,
-           progress: Callable | None = None) -> list[str]:
+           progress: Callable | None = None, notes: list[str] | None = None) -> list[str]:
     """Every problem found, as one line each (an empty list when the archive is sound).
 
     ``expect_head=(length, hash)``: a chain head kept elsewhere (``stet log --head``); a
     problem unless event ``length`` exists with that hash. ``progress``: given the number of
     checks plus the number of documents, a context manager yielding ``advance(n)``, advanced
-    after each check and after each document."""
+    after each check and after each document. ``notes``: a list to which what is worth
+    knowing but is no problem is added (objects in the store that nothing refers to)."""
     expect_head = _expected_head(expect_head)
     facts = _Facts()
     advance: Callable[[int], Any] = _ignore  # rebound below when there is a progress bar
@@ -92,7 +94,10 @@ def verify(conn, *, expect_head: tuple[int, str] | None = None,
         ("layers", lambda: check_layers(conn, facts)),
         ("accounts", lambda: check_accounts(conn, facts)),
         ("carried annotations", lambda: check_anchoring(conn, facts)),
+        ("object store", lambda: check_objects(conn)),
     ]
+    if notes is not None:
+        steps.append(("object store", lambda: _unreferenced(conn, notes)))
     if progress is None:
         return _run(steps, advance)
     with progress(len(steps) + _count(conn, "documents")) as advance:
@@ -101,6 +106,14 @@ def verify(conn, *, expect_head: tuple[int, str] | None = None,
 
 def _ignore(n: int) -> None:
     return None
+
+
+def _unreferenced(conn, notes: list[str]) -> Iterator[str]:
+    """Notes, not problems: what an interrupted write left in a store (``stet store gc``)."""
+    for item in unreferenced(conn):
+        notes.append(f"object store: {item['store']}: {item['key']} ({item['size']} bytes) is "
+                     "referred to by no document (left by an interrupted write: stet store gc)")
+    return iter(())
 
 
 def _count(conn, table: str) -> int:
@@ -287,7 +300,7 @@ _DOCUMENTS = (
     "d.source, d.restricted, d.ingested_by, d.ingested_at, "
     "b.sha256, b.size, b.chunk_count, b.storage, "
     "t.document, t.sha256, t.length, t.extractor, t.extractor_version, typeof(t.text), "
-    "CAST(t.text AS BLOB) "
+    "CAST(t.text AS BLOB), {placed} "
     "FROM documents d LEFT JOIN blobs b ON b.sha256 = d.sha256 "
     "LEFT JOIN texts t ON t.document = d.id ORDER BY d.id"
 )
@@ -303,7 +316,9 @@ def check_documents(conn, facts: _Facts,
     raw bytes against their SHA-256, its text against its SHA-256 and length, and every span
     on it against the text: one document (and one text) in memory at a time."""
     spans = _Spans(conn.execute(_SPANS))
-    for row in conn.execute(_DOCUMENTS):
+    objects = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'blob_objects'").fetchone()
+    placed = "EXISTS (SELECT 1 FROM blob_objects o WHERE o.sha256 = d.sha256)" if objects else "0"
+    for row in conn.execute(_DOCUMENTS.format(placed=placed)):
         doc_id = row[0]
         name = _doc(doc_id, row[1])
         try:
@@ -413,6 +428,8 @@ def _check_blob(conn, name: str, row: tuple, text_bytes: Any) -> Iterator[str]:
         return
     if storage != "chunks":
         yield f"{name}: raw bytes stored as {_show(storage)}, neither 'chunks' nor 'text'"
+        return
+    if row[23]:  # in an object store: checked there (stet.blobs.check), each object once
         return
     digest = hashlib.sha256()
     size = 0

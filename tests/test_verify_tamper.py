@@ -11,7 +11,7 @@ import pytest
 from stet import Archive
 from stet.hashing import sha256_text
 from stet.provenance import Chain
-from stet.store import APPEND_ONLY, _append_only
+from stet.store import APPEND_ONLY
 
 
 def publish(source, out, **options):
@@ -58,18 +58,20 @@ def _open(path):
 
 def tamper(path, *statements, tables=APPEND_ONLY, restore=True):
     """Drop the append-only triggers of ``tables`` (and the chain's own), run the statements,
-    then create the triggers again from stet's own SQL (``store._append_only``)."""
+    then create the triggers again from their own SQL, as the archive had them."""
     conn = _open(path)
-    linear = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_linear'").fetchone()[0]
-    for table in tables:
-        for suffix in ("no_update", "no_delete", "no_replace"):
-            conn.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
-    conn.execute("DROP TRIGGER events_linear")
+    names = [f"{table}_{suffix}" for table in tables
+             for suffix in ("no_update", "no_delete", "no_replace")] + ["events_linear"]
+    kept = [sql for (sql,) in conn.execute(
+        f"SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name IN "
+        f"({', '.join('?' * len(names))})", names)]
+    for name in names:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
     conn.execute("PRAGMA ignore_check_constraints = ON")
     for sql, *params in statements:
         conn.execute(sql, *params)
     if restore:
-        conn.executescript("".join(_append_only(t) for t in tables) + linear + ";")
+        conn.executescript(";\n".join(kept) + ";")
     conn.close()
 
 

@@ -267,7 +267,8 @@ def _expect_head(ctx, param, value):
 @db_option
 @errors
 def verify(expect_head, as_json, silent, db_path):
-    """Check fixity of every blob and text, the whole event chain and every span.
+    """Check fixity of every blob (in the file or an object store) and text, the whole
+    event chain and every span.
 
     Prints each problem, naming the document, annotation or event; exit code 1 if
     any is found. Runs on a damaged schema too, and reports the damage.
@@ -283,11 +284,14 @@ def verify(expect_head, as_json, silent, db_path):
     # check=False: a schema that no longer matches its migrations is a problem to report,
     # not a reason to refuse to look.
     archive = open_archive(db_path, readonly=True, check=False)
+    notes: list[str] = []
     problems = archive.verify(expect_head=expect_head,
-                              progress=progress(silent=silent, label="Verifying"))
+                              progress=progress(silent=silent, label="Verifying"), notes=notes)
     counts = archive.counts()
+    if not as_json:
+        echo_lines((f"Note: {note}" for note in notes), err=True)
     if as_json:
-        echo_json({"ok": not problems, "problems": problems, "checked": counts})
+        echo_json({"ok": not problems, "problems": problems, "notes": notes, "checked": counts})
     elif problems:
         for problem in problems:
             click.echo(problem)

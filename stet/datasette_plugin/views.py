@@ -9,15 +9,17 @@ page offers writing (:mod:`stet.workbench.pages`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup
 
-from .. import timeutil
+from .. import blobs, timeutil
 from ..display import download_name, shown
 from ..errors import StetError
 from ..lru import KEPT_BY_RESPONSE_CACHE, LRU
@@ -364,6 +366,7 @@ async def raw_bytes(datasette, request):
     blob = dict((await db.execute("SELECT * FROM blobs WHERE sha256 = ?", [sha])).rows[0])
     seqs = [r[0] for r in (await db.execute(
         "SELECT seq FROM blob_chunks WHERE sha256 = ? ORDER BY seq", [sha])).rows]
+    placed = await _object_of(db, sha)
 
     async def stream(send):
         if blob.get("storage") == "text":  # the bytes are exactly the UTF-8 of the text
@@ -371,6 +374,11 @@ async def raw_bytes(datasette, request):
                 "SELECT text FROM texts WHERE document = ?", [doc_id])).rows[0]
             await send({"type": "http.response.body", "body": text.encode("utf-8"),
                         "more_body": True})
+            return
+        if placed is not None:  # in the object store: streamed from it, off the event loop
+            pieces = blobs.read_object(placed)
+            while (data := await asyncio.to_thread(next, pieces, None)) is not None:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
             return
         for seq in seqs:
             (data,) = (await db.execute(
@@ -387,6 +395,16 @@ async def raw_bytes(datasette, request):
         "content-security-policy": "default-src 'none'; sandbox",
         "x-stet-sha256": sha,
     })
+
+
+async def _object_of(db, sha: str) -> dict[str, Any] | None:
+    """Where a blob is in the object store (:func:`stet.blobs.located`), or None."""
+    if not (await db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blob_objects'")).rows:
+        return None  # a snapshot made before object stores
+    rows = (await db.execute('SELECT store, key, "offset", length FROM blob_objects '
+                             "WHERE sha256 = ?", [sha])).rows
+    return dict(zip(("store", "key", "offset", "length"), rows[0])) if rows else None
 
 
 def _safe_header(value: str | None) -> str | None:

@@ -27,7 +27,7 @@ import contextlib
 import gc
 from typing import Any, Callable, Iterable, Iterator
 
-from .. import store
+from .. import blobs, store
 from ..errors import StetError, arg
 from ..hashing import CHUNK_SIZE
 from ..system import cpus
@@ -74,6 +74,7 @@ def ingest(conn, paths: Iterable[str], options: Options, *, progress: Callable |
     configured, workers = workers, _workers(entries, sizes, workers)
     if options.supersedes is not None:
         options.supersedes_restricted = restricted_now(conn, options.supersedes)
+    options.store = blobs.current_store(conn)
     writer = Writer(conn, options)
     bar = progress(len(entries), sum(sizes)) if progress else contextlib.nullcontext(None)
     # The read-ahead worker forks before the checkpoint thread starts (forking with a thread

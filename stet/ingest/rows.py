@@ -35,6 +35,9 @@ class Options:
     #: Set by :func:`~stet.ingest.ingest`: the document superseded is restricted now, so the
     #: new one is.
     supersedes_restricted: bool = False
+    #: Set by :func:`~stet.ingest.ingest`: the object store new raw bytes go to
+    #: (:func:`stet.blobs.current_store`); None: the archive file.
+    store: str | None = None
 
 
 class FileChanged(StetError):
@@ -55,10 +58,17 @@ class Plan:
     documents: list[tuple] = field(default_factory=list)  # in the order of DOCUMENT_COLUMNS
     texts: list[tuple] = field(default_factory=list)  # in the order of TEXT_COLUMNS
     events: list[dict[str, Any]] = field(default_factory=list)  # for Chain.append_many
+    store: str | None = None  # the object store the raw bytes go to (None: the file)
+    objects: list[tuple[str, bytes]] = field(default_factory=list)  # (sha256, bytes): a pack
+    #: Each new document's ingest event details, by SHA-256: where its object is, once written.
+    placed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def execute(self, conn) -> None:
-        """Write it all: the large files' bytes, then each table's rows, then the events."""
-        for item in self.streamed:
+        """Write it all: the raw bytes (large files streamed; in a store-backed archive,
+        every object written and confirmed first), then each table's rows, then the events."""
+        if self.store is not None:
+            self._write_objects()
+        for item in self.streamed if self.store is None else ():
             stream_blob(conn, item)
         # Parents before children: the blob and document rows go in id order.
         conn.executemany("INSERT INTO blobs (sha256, size, storage, chunk_count) VALUES (?, ?, ?, ?)",
@@ -71,7 +81,36 @@ class Plan:
         # valid UTF-8: the file's, checked by decoding it, or the text's own encoding).
         conn.executemany(f"INSERT INTO texts ({', '.join(TEXT_COLUMNS)}) "
                          "VALUES (?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?)", self.texts)
-        Chain(conn).append_many(self.events)
+        written = Chain(conn).append_many(self.events)
+        if self.store is not None:
+            conn.executemany(
+                'INSERT INTO blob_objects (sha256, store, key, "offset", length, event) '
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(e["details"]["sha256"], self.store, e["details"]["object"]["key"],
+                  e["details"]["object"]["offset"], e["details"]["object"]["length"], e["seq"])
+                 for e in written if e["action"] == "ingest"])
+
+    def _write_objects(self) -> None:
+        """The batch's small files as one pack, each large file as an object of its own
+        (streamed from its path, hashed again: FileChanged if it changed), each confirmed;
+        where each went is added to its ingest event's details."""
+        from .. import blobs
+        from ..blobs import packs
+        store = blobs.store_for(self.store)
+        for item in self.streamed:
+            try:
+                with open_regular(item.path) as stream:
+                    store.put_file(item.sha256, item.size, stream)
+            except blobs.s3.ObjectChanged:
+                raise FileChanged(f"{item.path}: file changed while it was being ingested") from None
+            except OSError as exc:
+                raise FileChanged(f"{item.path}: {reason(exc)}") from None
+            self.placed[item.sha256]["object"] = {"key": store.key(item.sha256), "offset": 0,
+                                                  "length": item.size}
+        if self.objects:
+            key, index = packs.put(store, self.objects)
+            for sha, offset, length in index:
+                self.placed[sha]["object"] = {"key": key, "offset": offset, "length": length}
 
 
 DOCUMENT_COLUMNS = ("id", "sha256", "title", "filename", "media_type", "size", "source",
@@ -83,7 +122,7 @@ TEXT_COLUMNS = ("document", "sha256", "length", "text", "extractor", "extractor_
 def plan(conn, options: Options, items: list[Prepared]) -> Plan:
     """Decide what storing ``items`` writes (reading the archive, writing nothing)."""
     next_id = conn.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0]
-    batch = Plan(next_id=next_id, known=_known(conn, items))
+    batch = Plan(next_id=next_id, known=_known(conn, items), store=options.store)
     for item in items:
         batch.results.append([])
         _plan_file(conn, options, batch, item, None, batch.results[-1])
@@ -142,9 +181,16 @@ def _plan_new(opts: Options, batch: Plan, item: Prepared, parent: int | None, ti
     doc_id = batch.known[item.sha256] = batch.next_id
     ext = item.extraction
     verbatim = item.data is not None and ext.verbatim  # the bytes are the text's UTF-8
-    if verbatim:
+    if batch.store is not None:  # every raw byte in the store, a verbatim text's too
+        batch.blobs.append((item.sha256, item.size, "chunks",
+                            (item.size + CHUNK_SIZE - 1) // CHUNK_SIZE))
+        if item.data is not None:
+            batch.objects.append((item.sha256, item.data))
+        else:
+            batch.streamed.append(item)
+        batch.placed[item.sha256] = details
+    elif verbatim:  # kept once, as the text
         batch.blobs.append((item.sha256, item.size, "text", 0))
-        text_sha = item.sha256
     elif item.data is not None:
         count = (item.size + CHUNK_SIZE - 1) // CHUNK_SIZE
         batch.blobs.append((item.sha256, item.size, "chunks", count))
@@ -152,8 +198,7 @@ def _plan_new(opts: Options, batch: Plan, item: Prepared, parent: int | None, ti
                             for seq, offset in enumerate(range(0, item.size, CHUNK_SIZE)))
     else:
         batch.streamed.append(item)
-    if not verbatim:
-        text_sha = item.text_sha256 or sha256_text(ext.text)
+    text_sha = item.sha256 if verbatim else item.text_sha256 or sha256_text(ext.text)
     given = item.details
     filename = printable(item.filename)
     title = (opts.title if parent is None else None) or given.get("title") or ext.title or filename
@@ -168,6 +213,8 @@ def _plan_new(opts: Options, batch: Plan, item: Prepared, parent: int | None, ti
                         ext.extractor, ext.extractor_version, ext.encoding, ext.warning))
     details.update(status="new", title=title, text_sha256=text_sha, extractor=ext.extractor,
                    extractor_version=ext.extractor_version)
+    if batch.store is not None:
+        details["store"] = batch.store  # and "object", once written (Plan._write_objects)
     if parent is not None:
         details["parent"] = parent
     if supersedes is not None:

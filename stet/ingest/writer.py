@@ -86,7 +86,7 @@ class Writer:
         if item.data is None:  # a large file: its own transaction (or its bag's), streamed
             self.flush()
             try:
-                if self._bag is None and self.journal is not None:
+                if self._bag is None and self.journal is not None and self.options.store is None:
                     self.journal.large(item.size)  # written once, when it can be
                 self._write([(slot, item)])
             except FileChanged as exc:

@@ -1,0 +1,81 @@
+"""Packs: the small files of one ingest batch (or one migration batch) in one object.
+
+One object per file would be one request per file; a batch of up to a thousand small files
+is one request instead (restic's answer to the same cost). A pack is the files' bytes one
+after another, then an index that makes it readable without the archive: the JSON
+``{"stet-pack": 1, "blobs": [[sha256, offset, length], ...]}`` followed by its own length as
+8 bytes, big-endian. The pack's key is ``packs/XX/SHA256`` of the whole pack: content-
+addressed like every object stet writes. Each file's place in it is its ``blob_objects``
+row; a pack is written whole before the rows that refer to it commit, so a pack is either
+referenced whole (its batch committed) or not at all (its batch did not): ``stet store gc``
+never has to cut one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Iterable, Iterator
+
+from .s3 import ObjectStore
+
+FORMAT = 1
+
+
+def build(items: Iterable[tuple[str, bytes]]) -> tuple[bytes, list[tuple[str, int, int]]]:
+    """The pack of ``items`` (sha256, bytes), and each one's (sha256, offset, length)."""
+    parts: list[bytes] = []
+    index: list[tuple[str, int, int]] = []
+    offset = 0
+    for sha, data in items:
+        parts.append(data)
+        index.append((sha, offset, len(data)))
+        offset += len(data)
+    trailer = json.dumps({"stet-pack": FORMAT, "blobs": [list(entry) for entry in index]},
+                         separators=(",", ":")).encode()
+    parts.append(trailer)
+    parts.append(len(trailer).to_bytes(8, "big"))
+    return b"".join(parts), index
+
+
+def name(pack: bytes) -> tuple[str, str]:
+    """The pack's name under a store (``packs/XX/SHA256``) and its SHA-256."""
+    sha = hashlib.sha256(pack).hexdigest()
+    return f"packs/{sha[:2]}/{sha}", sha
+
+
+def put(store: ObjectStore, items: list[tuple[str, bytes]]) -> tuple[str, list[tuple[str, int, int]]]:
+    """Write ``items`` as one pack (checked by the server against its SHA-256, its size read
+    back); its full key, and each item's (sha256, offset, length) in it."""
+    pack, index = build(items)
+    relative, sha = name(pack)
+    store.put_named(relative, sha, pack)
+    return store.location.key(relative), index
+
+
+def hash_ranges(pieces: Iterator[bytes], start: int,
+                index: list[tuple]) -> Iterator[tuple[tuple, str, int]]:
+    """Walk a stream of an object's bytes from ``start`` through ``index`` (entries whose
+    [1] is an offset and [2] a length, in offset order, not overlapping): for each entry,
+    ``(entry, SHA-256 of its range, bytes missing)`` (missing > 0: the object ended first)."""
+    position, buffer = start, b""
+    for entry in index:
+        offset, length = entry[1], entry[2]
+        while position < offset:  # the bytes between: another blob's, or a gap
+            if not buffer:
+                buffer = next(pieces, b"")
+                if not buffer:
+                    break
+            cut = min(len(buffer), offset - position)
+            buffer, position = buffer[cut:], position + cut
+        digest, need = hashlib.sha256(), length
+        while need:
+            if not buffer:
+                buffer = next(pieces, b"")
+                if not buffer:
+                    break
+            piece, buffer = buffer[:need], buffer[need:]
+            digest.update(piece)
+            need -= len(piece)
+            position += len(piece)
+        yield entry, digest.hexdigest(), need
