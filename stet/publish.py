@@ -5,9 +5,10 @@
 ``publish(source, out)`` writes a new SQLite file that holds the public part of an archive:
 
 - every document that is not restricted and has no restricted ancestor (an attachment of a
-  restricted message is restricted too), with its raw bytes, its text, the revisions of its
-  annotations (the schema's triggers rebuild the current state from them; ``stet verify``
-  on the snapshot checks every span again) and the events recorded about it;
+  restricted message is restricted too), with its raw bytes (read from the object store
+  where the archive keeps them there: a snapshot is self-contained), its text, the
+  revisions of its annotations (the schema's triggers rebuild the current state from them;
+  ``stet verify`` on the snapshot checks every span again) and the events recorded about it;
 - the layers that are not used only on withheld documents;
 - full-text indexes (FTS5, ``unicode61``) over document titles and texts
   (``documents_fts``) and over annotation bodies, quotes and tags (``annotations_fts``).
@@ -187,8 +188,10 @@ def _restricted(details: dict[str, Any]) -> bool:
 def public_details(details: dict[str, Any]) -> dict[str, Any]:
     """An event's details as a public snapshot shows them: a file's path becomes its public
     name (relative to the folder that was ingested, or the file name), a bag's path its
-    folder's name; the same inside the provenance a stet bag carried from another archive."""
-    out = dict(details)
+    folder's name; the same inside the provenance a stet bag carried from another archive.
+    Where raw bytes were stored (:data:`_PRIVATE_KEYS`: the object store an ingest or a
+    migration wrote them to, and the object) is left out: a snapshot never names the store."""
+    out = {key: value for key, value in details.items() if key not in _PRIVATE_KEYS}
     if isinstance(out.get("path"), str):
         out["path"] = out.get("name") or _basename(out["path"])
     if isinstance(out.get("file"), str):
@@ -203,6 +206,12 @@ def public_details(details: dict[str, Any]) -> dict[str, Any]:
             if isinstance(e, dict) and isinstance(e.get("details"), dict) else e
             for e in original["events"]]}
     return out
+
+
+#: Keys of an event's details a snapshot never shows: where the archive keeps raw bytes
+#: (``store``: ``s3://BUCKET/PREFIX``, ``object``: its key and range). The snapshot holds the
+#: bytes themselves (:func:`_copy_stored_bytes`).
+_PRIVATE_KEYS = frozenset(("store", "object"))
 
 
 def _basename(path: str) -> str:
@@ -268,6 +277,13 @@ _CURRENT_STATE = (
     f"AND action IN {STATE_ACTIONS_SQL}) "
     "WHERE d.id > :documents AND d.id NOT IN temp.hidden_documents")
 
+#: The raw bytes kept in the archive file; those in an object store are read from it by
+#: :func:`_copy_stored_bytes`, right after this statement.
+_COPY_CHUNKS = (
+    "INSERT INTO main.blob_chunks (id, sha256, seq, data) SELECT id, sha256, seq, data "
+    "FROM src.blob_chunks WHERE sha256 IN "
+    "(SELECT sha256 FROM main.blobs WHERE rowid > :blobs) ORDER BY id")
+
 #: What is copied, in this order. A full build copies every row (each mark below every id:
 #: :data:`_ALL`); an update only the rows above its marks, the largest ids the earlier
 #: snapshot holds (``:blobs`` is a rowid of the snapshot's ``blobs``). The source's rows
@@ -277,9 +293,7 @@ _COPY = [
     "INSERT INTO main.blobs SELECT * FROM src.blobs WHERE sha256 IN "
     "(SELECT sha256 FROM src.documents WHERE id > :documents "
     "AND id NOT IN temp.hidden_documents) ORDER BY rowid",
-    "INSERT INTO main.blob_chunks (id, sha256, seq, data) SELECT id, sha256, seq, data "
-    "FROM src.blob_chunks WHERE sha256 IN "
-    "(SELECT sha256 FROM main.blobs WHERE rowid > :blobs) ORDER BY id",
+    _COPY_CHUNKS,
     # the current title and source (from the chain); nothing in a snapshot is restricted
     "INSERT INTO main.documents (id, sha256, title, filename, media_type, size, source, "
     "restricted, ingested_by, ingested_at, parent, supersedes) "
@@ -302,6 +316,62 @@ _COPY = [
     "INSERT INTO main.annotation_revisions SELECT * FROM src.annotation_revisions "
     "WHERE id > :revisions AND document NOT IN temp.hidden_documents ORDER BY id",
 ]
+
+
+def _copy_stored_bytes(conn, source: Path, marks: dict[str, int]) -> None:
+    """The raw bytes of each blob newly copied (above ``:blobs``) whose bytes the archive
+    keeps in an object store (a ``src.blob_objects`` row) and the file no longer holds: read
+    from the store (:func:`stet.blobs.read`, through a connection of its own to the source)
+    and written into ``main.blob_chunks`` in pieces of CHUNK_SIZE, checked against the blob's
+    SHA-256 and size, so the snapshot is self-contained and names no store. Their ids,
+    ``-((rowid << 32) | seq)`` (the blob's rowid in the source), are below every id the
+    source has: an update and a full build give the same rows."""
+    if conn.execute("SELECT 1 FROM src.sqlite_master WHERE type = 'table' "
+                    "AND name = 'blob_objects'").fetchone() is None:
+        return
+    stored = conn.execute(
+        "SELECT s.rowid, m.sha256, m.size, m.chunk_count FROM main.blobs m "
+        "JOIN src.blobs s ON s.sha256 = m.sha256 WHERE m.rowid > :blobs "
+        "AND m.storage = 'chunks' AND m.sha256 IN (SELECT sha256 FROM src.blob_objects) "
+        "AND NOT EXISTS (SELECT 1 FROM main.blob_chunks c WHERE c.sha256 = m.sha256) "
+        "ORDER BY m.rowid", marks).fetchall()
+    if not stored:
+        return
+    from . import blobs
+
+    reader = store.connect(str(source), mode="read").conn
+    try:
+        for rowid, sha, size, count in stored:
+            digest = hashlib.sha256()
+            seq = total = 0
+            for piece in _pieces(blobs.read(reader, sha), digest):
+                conn.execute("INSERT INTO main.blob_chunks (id, sha256, seq, data) "
+                             "VALUES (?, ?, ?, ?)", (-((rowid << 32) | seq), sha, seq, piece))
+                seq += 1
+                total += len(piece)
+            if digest.hexdigest() != sha or total != size or seq != count:
+                raise StetError(f"the raw bytes of blob {sha[:12]} read from the object store "
+                                "are not the ones recorded (run stet verify); nothing was "
+                                "published")
+    finally:
+        reader.close()
+
+
+def _pieces(stream: Iterator[bytes], digest) -> Iterator[bytes]:
+    """``stream``'s bytes again, cut at CHUNK_SIZE as the archive file cuts them (the store
+    may hand them over in other sizes), each hashed into ``digest`` as it passes."""
+    from .hashing import CHUNK_SIZE
+
+    pending = bytearray()
+    for data in stream:
+        digest.update(data)
+        pending += data
+        while len(pending) >= CHUNK_SIZE:
+            yield bytes(pending[:CHUNK_SIZE])
+            del pending[:CHUNK_SIZE]
+    if pending:
+        yield bytes(pending)
+
 
 #: The triggers wrote each current state in the layer its revisions were made in; a renamed
 #: or merged layer's annotations are where the chain moved them (as in src).
@@ -375,6 +445,8 @@ def _build(source: Path, path: Path, advance: Callable[[int], Any] = _ignore) ->
         )
         for sql in _COPY:
             conn.execute(sql, _ALL)
+            if sql is _COPY_CHUNKS:
+                _copy_stored_bytes(conn, source, _ALL)
             advance(1)
         conn.execute(_LAYER_MOVES)
         advance(1)
@@ -611,6 +683,8 @@ def _update(source: Path, base: Path, tmp: Path, flushes: list,
         conn.execute(_CURRENT_STATE, marks)
         for sql in _COPY:
             conn.execute(sql, marks)
+            if sql is _COPY_CHUNKS:
+                _copy_stored_bytes(conn, source, marks)
         conn.execute(_LAYER_MOVES + " AND main.annotations.id IN temp.touched")
         _copy_events(conn)
         conn.execute(

@@ -21,6 +21,10 @@ request is answered by the snapshot that was current when it began, to its last 
 replaced snapshot is let go (and its file removed) when its last request has finished. A build
 that fails leaves the old snapshot served.
 
+``stet serve --from s3://BUCKET/PREFIX/public/`` is a public read replica
+(:class:`stet.remote.RemoteSite`, a :class:`LiveSite` whose snapshots are downloaded from an
+object store and checked instead of built): the same serving, swapping and following.
+
 The metadata is the copy packaged with stet with ``--metadata FILE``, else ``./metadata.yml``
 where present, laid over it (:func:`load_metadata`).
 """
@@ -217,11 +221,13 @@ class Generation:
     """One snapshot as served: held, with its Datasette and its response cache, and the
     requests in flight on it. Let go (:meth:`LiveSite`) once replaced and idle."""
 
-    def __init__(self, number: int, snapshot: Snapshot, head: tuple[int, str], ds, app) -> None:
+    def __init__(self, number: int, snapshot: Snapshot, head: tuple, ds, app) -> None:
         self.number = number
         self.snapshot = snapshot
         self.path: Path = snapshot.path
-        self.head = head  # the source chain's length and head hash it was derived from
+        # what it was made from: the source chain's length and head hash (a replica,
+        # :class:`stet.remote.RemoteSite`: that length and the snapshot's SHA-256)
+        self.head = head
         self.ds = ds
         self.app = app
         self.in_flight = 0
@@ -267,7 +273,15 @@ class LiveSite:
       alive): it checks every ``check_every`` seconds (0: never) and at once on
       :meth:`wake` (``stet serve`` wakes it on SIGHUP). The ASGI lifespan starts it at
       start-up and :meth:`close` stops it at shutdown.
+
+    Where snapshots come from is two methods, :meth:`_head` (what a snapshot would be made
+    from now) and :meth:`_open` (a held snapshot of that, and what it was made from): a
+    replica of snapshots published to an object store (:class:`stet.remote.RemoteSite`)
+    overrides them, and everything else (generations, swaps, releases, the checker) is this.
     """
+
+    #: What a snapshot is made of, for the log: the archive (a replica: its store location).
+    source: str
 
     def __init__(self, archive_path: str | os.PathLike, *,
                  metadata: str | os.PathLike | None = None,
@@ -277,6 +291,13 @@ class LiveSite:
         if not Path(archive_path).exists():
             raise NotFound(f"no archive at {archive_path}")
         self.archive_path = Path(archive_path)
+        self.source = str(archive_path)
+        self._setup(metadata=metadata, settings=settings, cache_mb=cache_mb,
+                    check_every=check_every, log=log)
+
+    def _setup(self, *, metadata, settings, cache_mb, check_every, log) -> None:
+        """What every site does at start: the first snapshot opened (errors raised: nothing
+        to serve), and the checker's waking sockets."""
         self.metadata = load_metadata(metadata)
         self.settings = settings
         self.budget = cache_budget(cache_mb)
@@ -287,7 +308,8 @@ class LiveSite:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._failed: tuple[tuple[int, str], float] | None = None  # head, when
+        self._failed: tuple[tuple, float] | None = None  # head, when
+        self._unreadable: str | None = None  # the last error of a look at the head, logged once
         self._generations = 0
         self._current = self._build()
         # the checker thread waits on a socket: waking it takes no lock (a signal handler may)
@@ -302,13 +324,34 @@ class LiveSite:
 
     def changed(self) -> bool:
         """Whether the archive's chain has moved since the served snapshot was derived."""
-        return source_head(self.archive_path) != self._current.head
+        return self._head() != self._current.head
+
+    def _head(self) -> tuple:
+        """What a snapshot would be made from now: the archive's chain length and head."""
+        return source_head(self.archive_path)
+
+    def _open(self) -> tuple[Snapshot, tuple]:
+        """The snapshot of the archive as it stands (built or reused: :func:`open_snapshot`),
+        held, and the head it was derived from."""
+        before = self._head()
+        snapshot = open_snapshot(self.archive_path)
+        try:
+            return snapshot, _derived_from(snapshot.path) or before
+        except BaseException:
+            snapshot.close()
+            raise
+
+    def _could_not(self, head: tuple | None, exc: BaseException) -> str:
+        """The log line of a refresh that failed (the old snapshot stays served)."""
+        at = f" at event {head[0]}" if head else ""
+        return (f"stet serve: could not build the public snapshot of {self.source}{at} "
+                f"({exc.__class__.__name__}: {exc}); still serving {self._current.path.name}")
 
     def check(self, *, retry: bool = False) -> bool:
         """Refresh if the archive's chain has moved; True if a new snapshot is served now. A
         head whose build failed is tried again only after :data:`RETRY_AFTER` seconds, or
         with ``retry``."""
-        head = source_head(self.archive_path)
+        head = self._head()
         if head == self._current.head or self._closed:
             return False
         failed = self._failed
@@ -327,14 +370,11 @@ class LiveSite:
                 return False
             before = None
             try:
-                before = source_head(self.archive_path)
+                before = self._head()
                 new = self._build()
             except Exception as exc:  # noqa: BLE001 - whatever went wrong, keep serving
                 self._failed = (before, time.monotonic()) if before else None
-                at = f" at event {before[0]}" if before else ""
-                self.log(f"stet serve: could not build the public snapshot of {self.archive_path}"
-                         f"{at} ({exc.__class__.__name__}: {exc}); still serving "
-                         f"{self._current.path.name}")
+                self.log(self._could_not(before, exc))
                 return False
             self._failed = None
             return self._swap(new)
@@ -342,21 +382,19 @@ class LiveSite:
             self._building.release()
 
     def _build(self) -> Generation:
-        before = source_head(self.archive_path)
-        snapshot = open_snapshot(self.archive_path)
+        snapshot, head = self._open()
         try:
             if self._generations and snapshot.path == self._current.path:
                 # the served snapshot is already the archive as it stands (it was built for a
                 # later head than recorded): note the head, change nothing
-                self._current.head = _derived_from(snapshot.path) or before
+                self._current.head = head
                 snapshot.close()
                 return self._current
             ds = make_datasette(snapshot, metadata=copy.deepcopy(self.metadata),
                                 settings=self.settings)
             app = ResponseCache(ds.app(), budget=self.budget)
             self._generations += 1
-            generation = Generation(self._generations, snapshot,
-                                    _derived_from(snapshot.path) or before, ds, app)
+            generation = Generation(self._generations, snapshot, head, ds, app)
             if self._generations > 1 and not _in_event_loop():
                 try:  # ready before it is served (the first is started by the lifespan)
                     asyncio.run(_start(app))
@@ -386,7 +424,7 @@ class LiveSite:
             self._let_go(generation)
         if new is self._current:
             self.log(f"stet serve: now serving {new.path.name} (event {new.head[0]} of "
-                     f"{self.archive_path})")
+                     f"{self.source})")
             return True
         return False
 
@@ -459,13 +497,23 @@ class LiveSite:
                     self._woken.recv(4096)
                 try:
                     self.check(retry=woken)
-                except Exception as exc:  # noqa: BLE001 - the archive unreadable for a moment
-                    self.log(f"stet serve: could not read the chain head of {self.archive_path} "
-                             f"({exc.__class__.__name__}: {exc}); still serving "
-                             f"{self._current.path.name}")
+                except Exception as exc:  # noqa: BLE001 - the source unreadable for a while
+                    problem = f"{exc.__class__.__name__}: {exc}"
+                    if problem != self._unreadable:  # once, not at every look
+                        self._unreadable = problem
+                        self.log(f"stet serve: could not read {self._what_is_read()} "
+                                 f"({problem}); still serving {self._current.path.name}")
+                else:
+                    if self._unreadable is not None:
+                        self._unreadable = None
+                        self.log(f"stet serve: {self._what_is_read()} can be read again")
         finally:
             self._waker.close()
             self._woken.close()
+
+    def _what_is_read(self) -> str:
+        """What each look reads, for the log."""
+        return f"the chain head of {self.source}"
 
     def close(self) -> None:
         """Stop checking and let go of the snapshot served (once its last request is done). A
@@ -531,15 +579,23 @@ def run(archive_path: str | os.PathLike, *, host: str = "127.0.0.1", port: int =
     """Serve until interrupted, keeping up to ``cache_mb`` megabytes of answers (0: none) and
     looking for a new state of the archive every ``check_every`` seconds (0: never) and on
     SIGHUP (:class:`LiveSite`)."""
+    site = LiveSite(archive_path, metadata=metadata, cache_mb=cache_mb, check_every=check_every)
+    serve_site(site, host=host, port=port, announce=announce)
+
+
+def serve_site(site: LiveSite, *, host: str = "127.0.0.1", port: int = 8001,
+               announce=print) -> None:
+    """Serve ``site`` (a :class:`LiveSite`, or a replica's) with uvicorn until interrupted;
+    SIGHUP wakes its checker. Lets go of it at the end."""
     import uvicorn
 
-    site = LiveSite(archive_path, metadata=metadata, cache_mb=cache_mb, check_every=check_every)
     hup = getattr(signal, "SIGHUP", None)
     previous = None
     if hup is not None and threading.current_thread() is threading.main_thread():
         previous = signal.signal(hup, lambda signum, frame: site.wake())
+    check_every = site.check_every
     every = f"every {check_every:g} s and on SIGHUP" if check_every else "on SIGHUP"
-    announce(f"Serving the public snapshot {site.current().path} of {archive_path} "
+    announce(f"Serving the public snapshot {site.current().path} of {site.source} "
              f"on http://{host}:{port}/ (read-only; a new snapshot is looked for {every}; "
              "Ctrl-C stops)")
     try:

@@ -298,14 +298,21 @@ def everything(conn) -> tuple:
             conn.execute("SELECT * FROM annotation_anchoring ORDER BY id").fetchall())
 
 
-def trigger_list(conn) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    """Every trigger with its SQL; the names of the BEFORE INSERT triggers, then of the AFTER
-    INSERT ones, each in the order they fire (the last created first). (The UPDATE and DELETE
+def trigger_list(conn) -> tuple[list[tuple[str, str]], dict[str, list[str]], dict[str, list[str]]]:
+    """Every trigger with its SQL; for each table, the names of its BEFORE INSERT triggers,
+    then of its AFTER INSERT ones, each in the order they fire (the last created first: only
+    the order among one table's triggers decides which fires first). (The UPDATE and DELETE
     triggers are never dropped.)"""
-    found = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+    found = conn.execute("SELECT name, sql, tbl_name FROM sqlite_master WHERE type = 'trigger' "
                          "ORDER BY rowid DESC").fetchall()
-    return (sorted(found), [name for name, sql in found if " BEFORE INSERT ON " in sql],
-            [name for name, sql in found if " AFTER INSERT ON " in sql])
+    before: dict[str, list[str]] = {}
+    after: dict[str, list[str]] = {}
+    for name, sql, table in found:
+        if " BEFORE INSERT ON " in sql:
+            before.setdefault(table, []).append(name)
+        elif " AFTER INSERT ON " in sql:
+            after.setdefault(table, []).append(name)
+    return sorted((name, sql) for name, sql, _ in found), before, after
 
 
 def setup(conn, statements) -> None:
@@ -376,7 +383,7 @@ def test_the_checked_triggers_are_stets_own():
 def test_the_rules_are_applied_in_firing_order(template):
     conn = copy(template)
     checks = RowChecks(conn, 0)
-    fired = [name for name in trigger_list(conn)[1] if name in CHECKED_TRIGGERS]
+    fired = [name for name in trigger_list(conn)[1]["annotation_revisions"] if name in CHECKED_TRIGGERS]
     assert fired == ["annotation_revisions_spanless", "annotation_revisions_no_replace",
                      "annotation_revisions_sequence", "annotation_revisions_span"]
     assert [message for message, _ in checks.rules] == [

@@ -93,6 +93,22 @@ def test_unreadable_file(run, tmp_path, monkeypatch, archive):
     assert archive.verify() == []
 
 
+def test_the_archives_own_folders_are_never_ingested(run, tmp_path, archive):
+    """Beside the archive: the public snapshots, the workbench's private search index
+    (restricted texts) and Litestream's state (the archive's own pages): none of it is a
+    document, whether the folder around them or the file itself is given."""
+    own = {"archive.db-public/1-abc.db": b"a snapshot", "archive.db-workbench/search.db": b"private",
+           ".archive.db-litestream/ltx/0/0000.ltx": b"pages"}
+    for relative, data in own.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(data)
+    (tmp_path / "ok.txt").write_text("y")
+    assert run("ingest", tmp_path).exit_code == 0
+    for relative in own:
+        assert run("ingest", tmp_path / relative).exit_code == 0
+    assert [d["filename"] for d in archive.documents()] == ["ok.txt"]
+
+
 def test_symlink_loop_and_escape(run, tmp_path, archive):
     root = tmp_path / "tree"
     (root / "sub").mkdir(parents=True)

@@ -25,7 +25,7 @@ SECRET_BODY = "source protection: the Voss family"
 LATER_SECRET = "Marisol Okonkwo-Traverse kept the second ledger.\n"
 
 #: Tables a full build and an update write row for row alike (rowids included).
-DATA_TABLES = ("blobs", "blob_chunks", "documents", "texts", "layers", "annotations",
+DATA_TABLES = ("blobs", "blob_chunks", "blob_objects", "documents", "texts", "layers", "annotations",
                "annotation_revisions", "annotation_anchoring", "accounts", "tokens")
 #: Tables compared otherwise: the snapshot's own events apart, and the full-text indexes by
 #: what they index (their pages are laid out as each was written); _sqlite_migrations without

@@ -44,7 +44,7 @@ def test_clean_archive_passes(run, filled):
     assert result.exit_code == 0
     assert result.stdout == "ok: 3 documents, 3 events, 0 annotation revisions\n"
     report = json.loads(run("verify", "--json").stdout)
-    assert report == {"ok": True, "problems": [],
+    assert report == {"ok": True, "problems": [], "notes": [],
                       "checked": {"documents": 3, "events": 3, "annotation revisions": 0}}
 
 

@@ -19,7 +19,7 @@ from ..hashing import CHUNK_SIZE
 from ..provenance import Chain
 from . import current_store, packs, store_for
 from .check import unreferenced
-from .s3 import PART_SIZE, Location
+from .s3 import Location
 
 #: The marker a store-backed archive writes at its location: one prefix, one archive (gc
 #: removes what its archive does not refer to, so two archives must never share one).
@@ -51,7 +51,7 @@ def set_store(conn, url: str, *, by: str) -> dict[str, Any]:
         event = Chain(conn).append(actor=by, action="store-set", subject=None, document=None,
                              details={"store": location})
         if location is not None:
-            _claim(store_for(location), _identity(conn))
+            claim(store_for(location), _identity(conn))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -60,7 +60,7 @@ def set_store(conn, url: str, *, by: str) -> dict[str, Any]:
     return event
 
 
-def _claim(store, identity: str) -> None:
+def claim(store, identity: str) -> None:
     """The location's marker names this archive (written when absent); StetError when it
     names another archive."""
     found = store.get_bytes(MARKER)
@@ -225,4 +225,4 @@ def gc(conn, *, dry_run: bool = False) -> list[dict[str, Any]]:
     return found
 
 
-__all__ = ["MARKER", "PART_SIZE", "gc", "migrate", "pending", "set_store"]
+__all__ = ["MARKER", "claim", "gc", "migrate", "pending", "set_store"]

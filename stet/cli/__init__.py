@@ -14,6 +14,7 @@ from . import metadata  # noqa: F401  (restrict, unrestrict, edit)
 from . import accounts  # noqa: F401  (user, token)
 from . import workbench  # noqa: F401  (workbench)
 from . import versions  # noqa: F401  (reanchor, versions)
+from . import replicate  # noqa: F401  (replicate, restore)
 from . import store  # noqa: F401  (store show, set, migrate, gc)
 
 # bagit logs each problem of a bag as it finds it; the command line reports them once, in one

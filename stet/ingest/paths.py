@@ -44,10 +44,17 @@ def walk(paths: Iterable[str | os.PathLike], *, exclude: frozenset[str] = frozen
     ``Entry`` with an ``error`` naming the path, and the walk goes on. Files whose real path
     is in ``exclude`` (the archive's own files) are passed over.
     """
-    names = {os.path.basename(path) for path in exclude}
+    folders = {path.rstrip(os.sep) for path in exclude if path.endswith(os.sep)}
+    names = {os.path.basename(path) for path in exclude if not path.endswith(os.sep)}
+    marks = [os.sep + os.path.basename(folder) + os.sep for folder in folders]
     for entry in _walk(paths):
         # realpath costs a system call per folder of the path: only for a name that matches
-        if (entry.error or os.path.basename(entry.path) not in names
+        if entry.error:
+            yield entry
+        elif any(mark in os.sep + entry.path for mark in marks) and any(
+                os.path.realpath(entry.path).startswith(folder + os.sep) for folder in folders):
+            continue  # inside one of the archive's own folders
+        elif (os.path.basename(entry.path) not in names
                 or os.path.realpath(entry.path) not in exclude):
             yield entry
 
@@ -140,12 +147,18 @@ def size(entry: Entry) -> int:
 
 def archive_files(conn) -> frozenset[str]:
     """The real paths of the archive's own files (never ingested into itself): the database,
-    its WAL, shared memory and journal, and the public snapshot that ``stet serve`` keeps
-    beside it (``archive.db-public``) with its own."""
+    its WAL, shared memory and journal; and, ending in ``os.sep``, its own folders beside it,
+    whose files are never ingested either: the public snapshots ``stet serve`` keeps
+    (``archive.db-public/``), the workbench's private search index
+    (``archive.db-workbench/``: restricted texts) and Litestream's state
+    (``.archive.db-litestream/``: the archive's own pages)."""
     files = set()
     for _, _name, path in conn.execute("PRAGMA database_list"):
         if path:
             real = os.path.realpath(path)
             for base in (real, real + "-public"):
                 files.update({base, base + "-wal", base + "-shm", base + "-journal"})
+            folder, name = os.path.split(real)
+            files.update(os.path.join(folder, own) + os.sep for own in (
+                name + "-public", name + "-workbench", "." + name + "-litestream"))
     return frozenset(files)
