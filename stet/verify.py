@@ -52,7 +52,7 @@ from .annotations.schema import current_state_mismatches
 from .errors import InvalidInput
 from .provenance import check_chain, parse_details
 from .blobs.check import check_objects, unreferenced
-from .store import STATE_ACTIONS, USER_ACTIONS, migrations
+from .store import STATE_ACTIONS, STATE_ACTIONS_SQL, USER_ACTIONS, migrations
 
 #: Actions whose ``document`` must name a document row.
 _DOCUMENT_ACTIONS = frozenset(("ingest", "ingest-duplicate", *STATE_ACTIONS))
@@ -173,8 +173,6 @@ class _Facts:
     def __init__(self) -> None:
         self.snapshot = False  # a public snapshot: its event 1 is its publish event
         self.documents: set[int] = set()
-        self.ingests: dict[Any, list[tuple]] = {}  # document -> [(seq, actor, time, values)]
-        self.state: dict[Any, tuple] = {}  # document -> (seq, action, details) of the latest
         self.layers: dict[Any, list[tuple]] = {}  # layer id -> [(seq, subject, actor, time, details)]
         self.layer_actions: dict[int, str] = {}  # seq -> the action that created a layer
         self.moves: list[tuple[int, str, Any, Any]] = []  # (seq, action, from, into)
@@ -186,6 +184,32 @@ class _Facts:
         self.created: dict[str, dict[Any, list[tuple]]] = {"accounts": {}, "tokens": {}}
         self.changes: list[tuple[int, str, str, Any]] = []  # (seq, action, table, id)
         self.problems: list[str] = []
+
+    @staticmethod
+    def document_events(conn, document: int) -> tuple[list[tuple], tuple | None]:
+        """A document's ``ingest`` events, each as ``(seq, actor, time, subject, values)``
+        (``values``: what its details record, in :data:`_INGEST_KEYS` order), and the latest
+        of its state events as ``(seq, action, title, source, restricted)``: read when the
+        document is checked, through the index, so that nothing per document is held for the
+        whole run (memory stays flat at any size). Events whose details do not parse as an
+        object are left out: the chain's check reports them."""
+        ingests: list[tuple] = []
+        state = None
+        for seq, actor, time, action, subject, text in conn.execute(
+                "SELECT seq, actor, time, action, subject, details FROM events "
+                "WHERE document = ? "
+                f"AND action IN {STATE_ACTIONS_SQL} ORDER BY seq", (document,)):
+            details, _ = parse_details(text)
+            if not isinstance(details, dict):
+                continue
+            if action == "ingest":
+                values = tuple(details.get(k, None if k in _NULL_WHEN_ABSENT else _ABSENT)
+                               for k in _INGEST_KEYS)
+                ingests.append((seq, actor, time, subject, values))
+            if action in STATE_ACTIONS:
+                state = (seq, action, details.get("title", _ABSENT), details.get("source", _ABSENT),
+                         details.get("restricted", _ABSENT))
+        return ingests, state
 
     def load_documents(self, conn) -> Iterator[str]:
         self.documents = {row[0] for row in conn.execute("SELECT id FROM documents")}
@@ -206,15 +230,6 @@ class _Facts:
             if not isinstance(details, dict):
                 self.problems.append(f"event {seq} ({action}): details are not a JSON object")
                 return
-            if action == "ingest":
-                values = tuple(
-                    details.get(k, None if k in _NULL_WHEN_ABSENT else _ABSENT) for k in _INGEST_KEYS)
-                self.ingests.setdefault(document, []).append(
-                    (seq, event["actor"], event["time"], event["subject"], values))
-            if action in STATE_ACTIONS:
-                self.state[document] = (seq, action, details.get("title", _ABSENT),
-                                        details.get("source", _ABSENT),
-                                        details.get("restricted", _ABSENT))
         elif action in ("layer-add", "layer-rename", "layer-merge"):
             if not isinstance(details, dict):
                 self.problems.append(f"event {seq} ({action}): details are not a JSON object")
@@ -323,7 +338,7 @@ def check_documents(conn, facts: _Facts,
         name = _doc(doc_id, row[1])
         try:
             text_bytes = row[22]
-            yield from _check_ingest(name, row, facts)
+            yield from _check_ingest(conn, name, row, facts)
             yield from _check_blob(conn, name, row, text_bytes)
             text = yield from _check_text(name, row, text_bytes)
         except Exception as exc:
@@ -337,9 +352,9 @@ def check_documents(conn, facts: _Facts,
         yield f"texts: a text for document {doc_id}, which does not exist"
 
 
-def _check_ingest(name: str, row: tuple, facts: _Facts) -> Iterator[str]:
+def _check_ingest(conn, name: str, row: tuple, facts: _Facts) -> Iterator[str]:
     doc_id = row[0]
-    events = facts.ingests.get(doc_id, [])
+    events, current = facts.document_events(conn, doc_id)
     if not events:
         yield f"{name}: no ingest event records it"
         return
@@ -370,7 +385,6 @@ def _check_ingest(name: str, row: tuple, facts: _Facts) -> Iterator[str]:
             yield f"{name}: documents.{column} is {_show(value)}, {where} records {_show(expected)}"
     state = {"title": row[7], "source": row[8], "restricted": row[9]}
     if facts.snapshot:
-        current = facts.state.get(doc_id)
         if row[9] != 0:
             yield f"{name}: documents.restricted is {_show(row[9])} in a public snapshot"
         if current is None:
