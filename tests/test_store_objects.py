@@ -137,11 +137,11 @@ def test_a_crash_mid_ingest_leaves_only_unreferenced_objects(tmp_path, s3):
     script = (
         "import os, sys\n"
         "from stet.ingest import rows\n"
-        "written = rows.Plan._write_objects\n"
-        "def crash(self):\n"
-        "    written(self)\n"
+        "written = rows.Plan.execute\n"
+        "def crash(self, conn):\n"
+        "    written(self, conn)  # the object confirmed, the rows written, not committed\n"
         "    os.kill(os.getpid(), 9)\n"
-        "rows.Plan._write_objects = crash\n"
+        "rows.Plan.execute = crash\n"
         "from stet.cli import cli\n"
         "cli(['ingest', '-s', sys.argv[1], '--db', sys.argv[2]])\n")
     env = {**os.environ}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .s3 import ObjectStore
 
@@ -47,10 +47,19 @@ def name(pack: bytes) -> tuple[str, str]:
 def put(store: ObjectStore, items: list[tuple[str, bytes]]) -> tuple[str, list[tuple[str, int, int]]]:
     """Write ``items`` as one pack (checked by the server against its SHA-256, its size read
     back); its full key, and each item's (sha256, offset, length) in it."""
+    key, index, send = prepare(store, items)
+    send()
+    return key, index
+
+
+def prepare(store: ObjectStore,
+            items: list[tuple[str, bytes]]) -> tuple[str, list[tuple[str, int, int]], Callable[[], None]]:
+    """The pack of ``items``, made here: its full key, each item's place in it, and the call
+    that writes it (as :func:`put` does), for the caller to make when it chooses: an ingest
+    writes its rows meanwhile."""
     pack, index = build(items)
     relative, sha = name(pack)
-    store.put_named(relative, sha, pack)
-    return store.location.key(relative), index
+    return store.location.key(relative), index, lambda: store.put_named(relative, sha, pack)
 
 
 def hash_ranges(pieces: Iterator[bytes], start: int,

@@ -13,6 +13,7 @@ table's rows with one ``executemany`` each, parents before children, then the ev
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +65,20 @@ class Plan:
     placed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def execute(self, conn) -> None:
-        """Write it all: the raw bytes (large files streamed; in a store-backed archive,
-        every object written and confirmed first), then each table's rows, then the events."""
-        if self.store is not None:
-            self._write_objects()
+        """Write it all: the raw bytes (large files streamed), then each table's rows, then
+        the events. In a store-backed archive, the batch's pack goes up while the rows are
+        written, and is confirmed before this returns (so before the rows commit)."""
+        uploading = self._write_objects() if self.store is not None else None
+        try:
+            self._write_rows(conn)
+        except BaseException:
+            if uploading is not None:
+                wait([uploading])  # nothing left running; the rows' error is the one told
+            raise
+        if uploading is not None:
+            uploading.result()  # the pack confirmed, or its error raised: no commit
+
+    def _write_rows(self, conn) -> None:
         for item in self.streamed if self.store is None else ():
             stream_blob(conn, item)
         # Parents before children: the blob and document rows go in id order.
@@ -90,10 +101,10 @@ class Plan:
                   e["details"]["object"]["offset"], e["details"]["object"]["length"], e["seq"])
                  for e in written if e["action"] == "ingest"])
 
-    def _write_objects(self) -> None:
-        """The batch's small files as one pack, each large file as an object of its own
-        (streamed from its path, hashed again: FileChanged if it changed), each confirmed;
-        where each went is added to its ingest event's details."""
+    def _write_objects(self) -> Future | None:
+        """Each large file as an object of its own (streamed from its path, hashed again:
+        FileChanged if it changed), confirmed; the batch's small files as one pack, sent in
+        another thread (its future). Where each went is added to its ingest event's details."""
         from .. import blobs
         from ..blobs import packs
         store = blobs.store_for(self.store)
@@ -107,10 +118,23 @@ class Plan:
                 raise FileChanged(f"{item.path}: {reason(exc)}") from None
             self.placed[item.sha256]["object"] = {"key": store.key(item.sha256), "offset": 0,
                                                   "length": item.size}
-        if self.objects:
-            key, index = packs.put(store, self.objects)
-            for sha, offset, length in index:
-                self.placed[sha]["object"] = {"key": key, "offset": offset, "length": length}
+        if not self.objects:
+            return None
+        key, index, send = packs.prepare(store, self.objects)
+        for sha, offset, length in index:
+            self.placed[sha]["object"] = {"key": key, "offset": offset, "length": length}
+        return _uploader().submit(send)
+
+
+_uploads: list[ThreadPoolExecutor] = []
+
+
+def _uploader() -> ThreadPoolExecutor:
+    """The thread a batch's pack goes up in while its rows are written (one: the batches of
+    one writer follow each other)."""
+    if not _uploads:
+        _uploads.append(ThreadPoolExecutor(1, thread_name_prefix="stet-upload"))
+    return _uploads[0]
 
 
 DOCUMENT_COLUMNS = ("id", "sha256", "title", "filename", "media_type", "size", "source",
