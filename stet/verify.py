@@ -51,7 +51,7 @@ from .annotations.model import EVENT_ONLY
 from .annotations.schema import current_state_mismatches
 from .errors import InvalidInput
 from .provenance import check_chain, parse_details
-from .blobs.check import check_objects, unreferenced
+from .blobs.check import check_objects_alongside, unreferenced
 from .store import STATE_ACTIONS, STATE_ACTIONS_SQL, USER_ACTIONS, migrations
 
 #: Actions whose ``document`` must name a document row.
@@ -83,6 +83,7 @@ def verify(conn, *, expect_head: tuple[int, str] | None = None,
     expect_head = _expected_head(expect_head)
     facts = _Facts()
     advance: Callable[[int], Any] = _ignore  # rebound below when there is a progress bar
+    objects = check_objects_alongside(conn)  # the store read while the file is checked
     steps: list[tuple[str, Callable[[], Iterable[str]]]] = [
         ("schema", lambda: check_schema(conn)),
         ("documents", lambda: facts.load_documents(conn)),
@@ -94,7 +95,7 @@ def verify(conn, *, expect_head: tuple[int, str] | None = None,
         ("layers", lambda: check_layers(conn, facts)),
         ("accounts", lambda: check_accounts(conn, facts)),
         ("carried annotations", lambda: check_anchoring(conn, facts)),
-        ("object store", lambda: check_objects(conn)),
+        ("object store", objects),
     ]
     if notes is not None:
         steps.append(("object store", lambda: _unreferenced(conn, notes)))

@@ -10,7 +10,8 @@ Memory is flat: rows come in key order from the index, and objects stream in pie
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+import threading
+from typing import Any, Callable, Iterator
 
 from .s3 import Location, StoreError
 from . import packs, store_for
@@ -47,6 +48,44 @@ def check_objects(conn) -> Iterator[str]:
             current, group = (store, key), []
         group.append((sha, offset, length, name))
     yield from _check_object(current, group)
+
+
+def check_objects_alongside(conn) -> Callable[[], Iterator[str]]:
+    """:func:`check_objects` started now in a thread of its own, on a connection of its own,
+    so that reading the store (network waits) overlaps the rest of ``stet verify`` (reading
+    the file, hashing texts); the call returned waits for it and yields its problems. For a
+    file-less connection, or an archive with nothing in a store, it runs when called."""
+    path = next((p for _, name, p in conn.execute("PRAGMA database_list") if name == "main"), "")
+    try:
+        placed = conn.execute("SELECT 1 FROM blob_objects LIMIT 1").fetchone()
+    except Exception:  # a damaged or older schema: the schema check says so
+        placed = None
+    if not path or not placed:
+        return lambda: check_objects(conn)
+    problems: list[str] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        from .. import store
+        try:
+            other = store.connect(path, mode="read", check=False).conn
+            try:
+                problems.extend(check_objects(other))
+            finally:
+                other.close()
+        except Exception as exc:  # reported by verify's guard, in its place
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="stet-verify-objects", daemon=True)
+    thread.start()
+
+    def finish() -> Iterator[str]:
+        thread.join()
+        yield from problems
+        if failed:
+            raise failed[0]
+
+    return finish
 
 
 def _check_object(where: tuple[str, str] | None, group: list[tuple]) -> Iterator[str]:

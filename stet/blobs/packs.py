@@ -66,25 +66,24 @@ def hash_ranges(pieces: Iterator[bytes], start: int,
                 index: list[tuple]) -> Iterator[tuple[tuple, str, int]]:
     """Walk a stream of an object's bytes from ``start`` through ``index`` (entries whose
     [1] is an offset and [2] a length, in offset order, not overlapping): for each entry,
-    ``(entry, SHA-256 of its range, bytes missing)`` (missing > 0: the object ended first)."""
-    position, buffer = start, b""
+    ``(entry, SHA-256 of its range, bytes missing)`` (missing > 0: the object ended first).
+    Each piece is read through a view, never copied (a pack holds thousands of files)."""
+    position = start  # of the stream, at view[at]
+    view, at = memoryview(b""), 0
     for entry in index:
         offset, length = entry[1], entry[2]
-        while position < offset:  # the bytes between: another blob's, or a gap
-            if not buffer:
-                buffer = next(pieces, b"")
-                if not buffer:
-                    break
-            cut = min(len(buffer), offset - position)
-            buffer, position = buffer[cut:], position + cut
         digest, need = hashlib.sha256(), length
-        while need:
-            if not buffer:
-                buffer = next(pieces, b"")
-                if not buffer:
+        while need or position < offset:
+            if at == len(view):
+                view, at = memoryview(next(pieces, b"")), 0
+                if not view:
                     break
-            piece, buffer = buffer[:need], buffer[need:]
-            digest.update(piece)
-            need -= len(piece)
-            position += len(piece)
+            if position < offset:  # the bytes between: another blob's, or a gap
+                cut = min(len(view) - at, offset - position)
+            else:
+                cut = min(len(view) - at, need)
+                digest.update(view[at:at + cut])
+                need -= cut
+            at += cut
+            position += cut
         yield entry, digest.hexdigest(), need
