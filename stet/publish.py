@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import mmap
 import os
@@ -290,9 +291,16 @@ _COPY_CHUNKS = (
 #: are append-only, so the rows an update adds are those a full build would add after the
 #: ones it holds, in the same order.
 _COPY = [
-    "INSERT INTO main.blobs SELECT * FROM src.blobs WHERE sha256 IN "
+    # a blob an object store holds whose bytes are exactly its document's text (the text's
+    # SHA-256 is theirs) is kept once, as the text, as an archive without a store keeps it
+    "INSERT INTO main.blobs (sha256, size, storage, chunk_count) "
+    "SELECT b.sha256, b.size, CASE WHEN v.sha256 IS NULL THEN b.storage ELSE 'text' END, "
+    "CASE WHEN v.sha256 IS NULL THEN b.chunk_count ELSE 0 END FROM src.blobs b "
+    "LEFT JOIN (SELECT o.sha256 FROM src.blob_objects o JOIN src.documents d "
+    "ON d.sha256 = o.sha256 JOIN src.texts t ON t.document = d.id AND t.sha256 = o.sha256) v "
+    "ON v.sha256 = b.sha256 AND b.storage = 'chunks' WHERE b.sha256 IN "
     "(SELECT sha256 FROM src.documents WHERE id > :documents "
-    "AND id NOT IN temp.hidden_documents) ORDER BY rowid",
+    "AND id NOT IN temp.hidden_documents) ORDER BY b.rowid",
     _COPY_CHUNKS,
     # the current title and source (from the chain); nothing in a snapshot is restricted
     "INSERT INTO main.documents (id, sha256, title, filename, media_type, size, source, "
@@ -321,40 +329,50 @@ _COPY = [
 def _copy_stored_bytes(conn, source: Path, marks: dict[str, int]) -> None:
     """The raw bytes of each blob newly copied (above ``:blobs``) whose bytes the archive
     keeps in an object store (a ``src.blob_objects`` row) and the file no longer holds: read
-    from the store (:func:`stet.blobs.read`, through a connection of its own to the source)
-    and written into ``main.blob_chunks`` in pieces of CHUNK_SIZE, checked against the blob's
-    SHA-256 and size, so the snapshot is self-contained and names no store. Their ids,
-    ``-((rowid << 32) | seq)`` (the blob's rowid in the source), are below every id the
+    from the store, each object once (a pack's files in one ranged read, a large file
+    streamed), written into ``main.blob_chunks`` in pieces of CHUNK_SIZE and checked against
+    the blob's SHA-256 and size, so the snapshot is self-contained and names no store. Their
+    ids, ``-((rowid << 32) | seq)`` (the blob's rowid in the source), are below every id the
     source has: an update and a full build give the same rows."""
-    if conn.execute("SELECT 1 FROM src.sqlite_master WHERE type = 'table' "
-                    "AND name = 'blob_objects'").fetchone() is None:
-        return
     stored = conn.execute(
-        "SELECT s.rowid, m.sha256, m.size, m.chunk_count FROM main.blobs m "
-        "JOIN src.blobs s ON s.sha256 = m.sha256 WHERE m.rowid > :blobs "
-        "AND m.storage = 'chunks' AND m.sha256 IN (SELECT sha256 FROM src.blob_objects) "
+        'SELECT s.rowid, m.sha256, m.size, m.chunk_count, o.store, o.key, o."offset", '
+        "o.length FROM main.blobs m JOIN src.blobs s ON s.sha256 = m.sha256 "
+        "JOIN src.blob_objects o ON o.sha256 = m.sha256 WHERE m.rowid > :blobs "
+        "AND m.storage = 'chunks' "
         "AND NOT EXISTS (SELECT 1 FROM main.blob_chunks c WHERE c.sha256 = m.sha256) "
-        "ORDER BY m.rowid", marks).fetchall()
-    if not stored:
-        return
+        'ORDER BY o.store, o.key, o."offset"', marks)
     from . import blobs
+    from .blobs import packs
 
-    reader = store.connect(str(source), mode="read").conn
-    try:
-        for rowid, sha, size, count in stored:
-            digest = hashlib.sha256()
-            seq = total = 0
-            for piece in _pieces(blobs.read(reader, sha), digest):
-                conn.execute("INSERT INTO main.blob_chunks (id, sha256, seq, data) "
-                             "VALUES (?, ?, ?, ?)", (-((rowid << 32) | seq), sha, seq, piece))
-                seq += 1
-                total += len(piece)
-            if digest.hexdigest() != sha or total != size or seq != count:
-                raise StetError(f"the raw bytes of blob {sha[:12]} read from the object store "
-                                "are not the ones recorded (run stet verify); nothing was "
-                                "published")
-    finally:
-        reader.close()
+    for (url, key), group in itertools.groupby(stored, key=lambda row: (row[4], row[5])):
+        group = list(group)
+        if len(group) == 1:  # an object of its own (a large file): streamed
+            rowid, sha, size, count, _, _, offset, length = group[0]
+            _write_chunks(conn, rowid, sha, size, count, blobs.read_object(
+                {"store": url, "key": key, "offset": offset, "length": length}))
+            continue
+        # a pack: its files (each smaller than a large file) in one ranged read
+        start = group[0][6]
+        end = max(row[6] + row[7] for row in group)
+        reading = blobs.store_for(url).read_range(key, start, end - start)
+        for row, data in packs.read_ranges(reading, start, [(r, r[6], r[7]) for r in group]):
+            rowid, sha, size, count = row[0][:4]
+            _write_chunks(conn, rowid, sha, size, count, iter((data,)))
+
+
+def _write_chunks(conn, rowid: int, sha: str, size: int, count: int,
+                  stream: Iterator[bytes]) -> None:
+    digest = hashlib.sha256()
+    seq = total = 0
+    for piece in _pieces(stream, digest):
+        conn.execute("INSERT INTO main.blob_chunks (id, sha256, seq, data) "
+                     "VALUES (?, ?, ?, ?)", (-((rowid << 32) | seq), sha, seq, piece))
+        seq += 1
+        total += len(piece)
+    if digest.hexdigest() != sha or total != size or seq != count:
+        raise StetError(f"the raw bytes of blob {sha[:12]} read from the object store "
+                        "are not the ones recorded (run stet verify); nothing was "
+                        "published")
 
 
 def _pieces(stream: Iterator[bytes], digest) -> Iterator[bytes]:

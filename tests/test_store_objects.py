@@ -293,3 +293,36 @@ def test_restored_on_a_fresh_machine_every_byte_read_from_the_store(stored, s3, 
     s3.client().delete_object(Bucket=s3.name, Key=key)
     result = stet("verify", "--db", restored, check=False)
     assert result.exit_code == 1 and "missing from the store" in result.output
+
+
+def test_publishing_reads_each_object_once(tmp_path, s3, monkeypatch):
+    """A snapshot of a store-backed archive holds its bytes inline, read a pack at a time
+    (not a request per file), and a text's bytes once, as the text."""
+    from stet.blobs import s3 as s3_module
+    from stet.publish import publish
+    db = tmp_path / "archive.db"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"f{i:02}.bin").write_bytes(bytes([0xf8, i]) * 3000)
+    (folder / "plain.txt").write_text("a plain text\n")
+    stet("store", "set", s3.url, "--db", db)
+    stet("ingest", "-s", folder, "--db", db)
+    reads = []
+    original = s3_module.ObjectStore.read_range
+
+    def counted(self, key, offset, length):
+        reads.append(key)
+        return original(self, key, offset, length)
+
+    monkeypatch.setattr(s3_module.ObjectStore, "read_range", counted)
+    out = tmp_path / "site.db"
+    publish(db, out)
+    assert len(reads) == 1  # one pack, one read
+    with Archive(out, readonly=True) as snapshot:
+        assert snapshot.verify() == []
+        storage = dict(snapshot.conn.execute(
+            "SELECT d.filename, b.storage FROM documents d JOIN blobs b ON b.sha256 = d.sha256"))
+        assert storage["plain.txt"] == "text" and storage["f07.bin"] == "chunks"
+        doc = next(d for d in snapshot.documents() if d["filename"] == "f07.bin")
+        assert b"".join(snapshot.raw(doc["id"])) == bytes([0xf8, 7]) * 3000

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .s3 import ObjectStore
 
@@ -62,17 +62,17 @@ def prepare(store: ObjectStore,
     return store.location.key(relative), index, lambda: store.put_named(relative, sha, pack)
 
 
-def hash_ranges(pieces: Iterator[bytes], start: int,
-                index: list[tuple]) -> Iterator[tuple[tuple, str, int]]:
+def _walk(pieces: Iterator[bytes], start: int, index: list[tuple],
+          sink: Callable[[], Any]) -> Iterator[tuple[tuple, Any, int]]:
     """Walk a stream of an object's bytes from ``start`` through ``index`` (entries whose
-    [1] is an offset and [2] a length, in offset order, not overlapping): for each entry,
-    ``(entry, SHA-256 of its range, bytes missing)`` (missing > 0: the object ended first).
-    Each piece is read through a view, never copied (a pack holds thousands of files)."""
+    [1] is an offset and [2] a length, in offset order, not overlapping): each entry with a
+    new ``sink()`` fed (``update``) every piece of its range, and how many of its bytes are
+    missing (the object ended first). Pieces are read through a view, never copied."""
     position = start  # of the stream, at view[at]
     view, at = memoryview(b""), 0
     for entry in index:
         offset, length = entry[1], entry[2]
-        digest, need = hashlib.sha256(), length
+        fed, need = sink(), length
         while need or position < offset:
             if at == len(view):
                 view, at = memoryview(next(pieces, b"")), 0
@@ -82,8 +82,32 @@ def hash_ranges(pieces: Iterator[bytes], start: int,
                 cut = min(len(view) - at, offset - position)
             else:
                 cut = min(len(view) - at, need)
-                digest.update(view[at:at + cut])
+                fed.update(view[at:at + cut])
                 need -= cut
             at += cut
             position += cut
-        yield entry, digest.hexdigest(), need
+        yield entry, fed, need
+
+
+def hash_ranges(pieces: Iterator[bytes], start: int,
+                index: list[tuple]) -> Iterator[tuple[tuple, str, int]]:
+    """For each entry of ``index`` (see :func:`_walk`): ``(entry, SHA-256 of its range,
+    bytes missing)``, streamed (a large file's object is one entry)."""
+    for entry, digest, missing in _walk(pieces, start, index, hashlib.sha256):
+        yield entry, digest.hexdigest(), missing
+
+
+class _Collected:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def update(self, piece: memoryview) -> None:
+        self.parts.append(piece.tobytes())
+
+
+def read_ranges(pieces: Iterator[bytes], start: int,
+                index: list[tuple]) -> Iterator[tuple[tuple, bytes]]:
+    """For each entry of ``index`` (see :func:`_walk`): ``(entry, its range's bytes)``
+    (fewer than its length when the object ended first): for a pack's files, each small."""
+    for entry, collected, _missing in _walk(pieces, start, index, _Collected):
+        yield entry, b"".join(collected.parts)
