@@ -73,7 +73,7 @@ sys.path.insert(1, str(ROOT / "benchmarks"))  # after SRC: both scripts put ROOT
 import yaml  # noqa: E402
 from annotations import WORDS as MIXED_WORDS  # noqa: E402
 from annotations import later_revisions  # noqa: E402
-from serve import CONNECTIONS, free_port  # noqa: E402
+from serve import CONNECTIONS, free_port, load  # noqa: E402
 from serve import measure as measure_one_url  # noqa: E402
 
 STET = ROOT / ".venv" / "bin" / "stet"
@@ -314,29 +314,9 @@ uvicorn.run(ResponseCache(ds.app(), budget=cache_budget(128)), host="127.0.0.1",
 async def measure_urls(client, urls: list[str]) -> dict:
     """``benchmarks/serve.py``'s measure, over a list of URLs each requested once (first
     requests: nothing of them cached), after 20 warm-up requests of other URLs."""
-    latencies: list[float] = []
-    queue: asyncio.Queue = asyncio.Queue()
-    for url in urls[20:]:
-        queue.put_nowait(url)
-
-    async def worker():
-        while True:
-            try:
-                target = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            started = time.perf_counter()
-            response = await client.get(target)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                raise SystemExit(f"{target}: HTTP {response.status_code}: {response.text[:300]}")
-
     for url in urls[:20]:
         await client.get(url)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
-    wall = time.perf_counter() - started
-    latencies.sort()
+    latencies, wall = await load(client, urls[20:])
     return {"rps": len(latencies) / wall, "median_ms": statistics.median(latencies) * 1000,
             "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000, "cold_ms": None}
 

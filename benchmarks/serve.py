@@ -129,11 +129,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def measure(client, url: str, requests: int) -> dict:
+async def load(client, targets: list[str]) -> tuple[list[float], float]:
+    """Request every URL of ``targets`` once, CONNECTIONS at a time: each latency (sorted)
+    and the wall time; any answer but 200 stops the benchmark."""
     latencies: list[float] = []
     queue: asyncio.Queue = asyncio.Queue()
-    for _ in range(requests):
-        queue.put_nowait(url)
+    for target in targets:
+        queue.put_nowait(target)
 
     async def worker():
         while True:
@@ -148,14 +150,19 @@ async def measure(client, url: str, requests: int) -> dict:
                 raise SystemExit(f"{target}: HTTP {response.status_code}: {response.text[:300]}")
 
     started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return latencies, wall
+
+
+async def measure(client, url: str, requests: int) -> dict:
+    started = time.perf_counter()
     await client.get(url)  # the first request: nothing cached yet
     cold = time.perf_counter() - started
     for _ in range(min(20, requests)):  # warm up: caches, connections, threads
         await client.get(url)
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
-    wall = time.perf_counter() - started
-    latencies.sort()
+    latencies, wall = await load(client, [url] * requests)
     return {"rps": requests / wall, "median_ms": statistics.median(latencies) * 1000,
             "cold_ms": cold * 1000,
             "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000}
