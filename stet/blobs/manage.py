@@ -49,7 +49,7 @@ def set_store(conn, url: str, *, by: str) -> dict[str, Any]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         event = Chain(conn).append(actor=by, action="store-set", subject=None, document=None,
-                             details={"store": location})
+                                   details={"store": location})
         if location is not None:
             claim(store_for(location), _identity(conn))
         conn.execute("COMMIT")
@@ -99,11 +99,12 @@ def migrate(conn, *, by: str, progress: Callable | None = None) -> dict[str, Any
     moved = {"blobs": 0, "bytes": 0, "objects": 0, "store": url}
     with (progress(total) if progress else contextlib.nullcontext(_ignore)) as advance:
         while True:
-            batch = _next_batch(conn)
-            if not batch:
-                break
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # chosen under the lock: no other moves them
             try:
+                batch = _next_batch(conn)
+                if not batch:
+                    conn.execute("ROLLBACK")
+                    break
                 done = _move(conn, store, url, batch, by)
                 conn.execute("COMMIT")
             except BaseException:
