@@ -1,8 +1,10 @@
 """Public read replicas (issue 15, part 3): `stet publish s3://BUCKET/PREFIX/public/` uploads
-the public snapshot and latest.json naming it; `stet serve --from` on any machine downloads the
-newest, checks it (SHA-256, size, stet verify), serves it read-only and follows new ones. Two
-replicas answer the same pages; nothing under the public prefix holds a restricted byte or
-names the private store; a snapshot that fails a check is refused and the old one stays served.
+the public snapshot in content-addressed parts (only those not there already), its manifest and
+latest.json naming it; `stet serve --from` on any machine assembles the newest from its parts
+(reusing those its cache holds), checks it (each part's SHA-256, the file's SHA-256 and size,
+stet verify), serves it read-only and follows new ones. Two replicas answer the same pages;
+nothing under the public prefix holds a restricted byte or names the private store; a snapshot
+that fails a check is refused and the old one stays served.
 Against a real S3 server (SeaweedFS, the ``s3`` fixture). No sleeping for timing: checks are
 driven directly, or a condition is awaited with a deadline."""
 
@@ -12,6 +14,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import sqlite3
@@ -24,7 +27,8 @@ import pytest
 from click.testing import CliRunner
 
 from stet import Archive
-from stet.blobs.s3 import Bucket, StoreError
+from stet import remote
+from stet.blobs.s3 import Bucket, ObjectStore, StoreError
 from stet.cli import cli
 from stet.publish import public_details, publish
 from stet.remote import KEEP, RemoteSite, check_snapshot, read_pointer
@@ -83,13 +87,33 @@ def _objects(site) -> dict[str, bytes]:
             for key in s3.keys(s3.name, site["prefix"])}
 
 
+def _manifests(site) -> dict[str, dict]:
+    """Every snapshot's manifest under the public prefix: name (below it) -> manifest."""
+    return {key[len(site["prefix"]):]: json.loads(data) for key, data in _objects(site).items()
+            if key.startswith(site["prefix"] + "snapshots/") and key.endswith(".json")}
+
+
+def _parts(site) -> set[str]:
+    """The SHA-256 of every part under ``parts/``."""
+    s3 = site["s3"]
+    return {key.rsplit("/", 1)[1] for key in s3.keys(s3.name, site["prefix"] + "parts/")}
+
+
+def _assemble(site, manifest) -> bytes:
+    """The file a manifest describes, from its parts."""
+    objects = _objects(site)
+    return b"".join(objects[f"{site['prefix']}parts/{sha[:2]}/{sha}"] for sha in manifest["parts"])
+
+
 def assert_public_prefix_is_clean(site):
     """No restricted byte, and no name of the private store or of a private path, in any
-    object under the public prefix."""
+    object under the public prefix, nor in any snapshot its parts make (a word may straddle
+    two parts)."""
     objects = _objects(site)
     assert objects
     s3 = site["s3"]
-    for key, data in objects.items():
+    wholes = {name: _assemble(site, manifest) for name, manifest in _manifests(site).items()}
+    for key, data in [*objects.items(), *wholes.items()]:
         for private in (MARKER, s3.name, s3.url, "archive/packs", "archive/objects",
                         str(site["tmp"]), str(site["db"])):
             assert private.encode() not in data, (key, private)
@@ -118,13 +142,24 @@ def test_publish_uploads_the_snapshot_then_the_pointer(site):
     s3 = site["s3"]
     keys = s3.keys(s3.name, site["prefix"])
     name = summary["snapshot"]
-    assert set(keys) == {site["prefix"] + "latest.json", site["prefix"] + name}
+    manifest = _manifests(site)[name]
+    parts = {f"{site['prefix']}parts/{sha[:2]}/{sha}" for sha in manifest["parts"]}
+    assert set(keys) == {site["prefix"] + "latest.json", site["prefix"] + name, *parts}
     pointer = json.loads(_objects(site)[site["prefix"] + "latest.json"])
-    assert pointer == summary["pointer"]
+    assert pointer == summary["pointer"] and pointer["format"] == 2
     assert set(pointer) == {"format", "snapshot", "sha256", "size", "head", "source_head",
                             "published"}
-    data = _objects(site)[site["prefix"] + name]
+    assert set(manifest) == {"format", "size", "sha256", "part_size", "parts", "head",
+                             "source_head", "published"}
+    assert manifest["part_size"] == remote.PART and manifest["format"] == 2
+    assert {k: manifest[k] for k in pointer if k not in ("format", "snapshot")} \
+        == {k: pointer[k] for k in pointer if k not in ("format", "snapshot")}
+    data = _assemble(site, manifest)
     assert pointer["sha256"] == hashlib.sha256(data).hexdigest() and pointer["size"] == len(data)
+    assert len(manifest["parts"]) == -(-len(data) // remote.PART)
+    assert all(hashlib.sha256(objects).hexdigest() == key.rsplit("/", 1)[1]
+               for key, objects in _objects(site).items() if key in parts)
+    assert summary["parts"]["total"] == len(manifest["parts"]) == summary["parts"]["uploaded"]
     # named by the archive's chain head the snapshot holds; the archive recorded a publish
     # event after it, naming the location (the archive is private: it may)
     with Archive(site["db"], readonly=True) as archive:
@@ -132,7 +167,8 @@ def test_publish_uploads_the_snapshot_then_the_pointer(site):
         event = events[-1]
         assert event["action"] == "publish" and event["details"]["url"] == summary["url"]
         held = events[-2]
-    assert name == f"snapshots/{held['seq']}-{held['hash']}.db"
+    assert name == f"snapshots/{held['seq']}-{held['hash']}.json"
+    assert event["details"]["file"] == name
     assert pointer["source_head"] == {"length": held["seq"], "hash": held["hash"]}
     # the snapshot is the one `stet serve` keeps beside the archive, and it verifies
     local = site["db"].with_name("archive.db-public") / f"{held['seq']}-{held['hash'][:16]}-v4.db"
@@ -161,16 +197,22 @@ def test_nothing_new_uploads_nothing_and_full_uploads_anyway(site):
 
 
 def test_only_the_newest_snapshots_are_kept(site):
-    names = []
+    names, deleted_parts = [], []
     for n in range(KEEP + 2):
         _annotate(site, f"note {n}")
         summary = json.loads(_stet(site, "publish", site["url"], "--json").output)
         assert summary["build"] in ("incremental", "full")
         names.append(summary["snapshot"])
+        deleted_parts.append(summary["deleted_parts"])
     s3 = site["s3"]
     kept = {k[len(site["prefix"]):] for k in s3.keys(s3.name, site["prefix"] + "snapshots/")}
     assert kept == set(names[-KEEP:])
     assert read_pointer(Bucket(site["url"]))["snapshot"] == names[-1]
+    # the parts are exactly those the kept manifests list: the others were deleted
+    manifests = _manifests(site)
+    assert set(manifests) == kept
+    assert _parts(site) == {sha for manifest in manifests.values() for sha in manifest["parts"]}
+    assert sum(deleted_parts) >= 2 and deleted_parts[:KEEP] == [0] * KEEP
 
 
 def test_another_archives_prefix_needs_force(site, tmp_path):
@@ -337,14 +379,26 @@ def replica(site):
     replica.close()
 
 
-def _point(site, name, data, pointer=None):
-    """Upload ``data`` under ``name`` and a latest.json naming it with its SHA-256 and size
-    (``pointer``: the rest, by default the current one's heads)."""
+def _point(site, stem, data, pointer=None, manifest=None):
+    """Upload ``data`` in parts, a manifest ``STEM.json`` listing them and a latest.json
+    naming it with its SHA-256 and size (``pointer``, ``manifest``: the rest, by default the
+    current one's heads)."""
     bucket = Bucket(site["url"])
+    objects = ObjectStore(bucket.location)
     current = read_pointer(bucket)
-    bucket.put_bytes(name, data)
+    parts = []
+    for offset in range(0, len(data), remote.PART):
+        piece = data[offset:offset + remote.PART]
+        sha = hashlib.sha256(piece).hexdigest()
+        objects.put_named(f"parts/{sha[:2]}/{sha}", sha, piece)
+        parts.append(sha)
+    name = stem + ".json"
     pointer = {**current, "snapshot": name, "sha256": hashlib.sha256(data).hexdigest(),
                "size": len(data), **(pointer or {})}
+    manifest = {"format": 2, "part_size": remote.PART, "parts": parts,
+                **{k: pointer[k] for k in ("size", "sha256", "head", "source_head", "published")},
+                **(manifest or {})}
+    bucket.put_bytes(name, json.dumps(manifest).encode())
     bucket.put_bytes("latest.json", json.dumps(pointer).encode())
     return pointer
 
@@ -354,7 +408,8 @@ def test_a_replica_refuses_what_fails_a_check_and_keeps_serving(site, replica):
     page, = _get(replica, "/-/documents/1")
     assert page.status_code == 200 and "a claim" in page.text
     good = read_pointer(Bucket(site["url"]))
-    snapshot = _objects(site)[site["prefix"] + good["snapshot"]]
+    snapshot = _assemble(site, _manifests(site)[good["snapshot"]])
+    assert snapshot == served.path.read_bytes()
 
     def refused(why):
         assert replica.check() is False and replica.current() is served
@@ -366,22 +421,48 @@ def test_a_replica_refuses_what_fails_a_check_and_keeps_serving(site, replica):
 
     # garbage, with its own SHA-256 and size in latest.json
     count = len(replica.logged)
-    _point(site, "snapshots/99-" + "ab" * 32 + ".db", os.urandom(40000))
+    _point(site, "snapshots/99-" + "ab" * 32, os.urandom(40000))
     refused("fails stet verify")
-    # the real snapshot, but latest.json gives another SHA-256
+    # the real snapshot, but latest.json gives another SHA-256 than its manifest
     count = len(replica.logged)
     bucket = Bucket(site["url"])
     bucket.put_bytes("latest.json", json.dumps({**good, "sha256": "cd" * 32}).encode())
-    refused("is not the file latest.json names")
+    refused("its 'sha256' is not the one latest.json gives")
+    # ... or both do, and the parts make another file
+    count = len(replica.logged)
+    _point(site, "snapshots/97-" + "ab" * 32, snapshot, {"sha256": "ce" * 32})
+    refused("does not make the file latest.json names")
+    # a manifest that is not one: too few parts for its size, or not JSON, or none at all
+    # (each pointer with a head of its own: one that failed is not tried again at once)
+    def elsewhere(n):
+        return {"source_head": {"length": n, "hash": "ef" * 32}}
+
+    for n, (manifest, why) in enumerate((({"parts": []}, "'parts' is not a list"),
+                                         ({"part_size": 0}, "'part_size' is not"),
+                                         ({"format": 1}, "format 1, not 2"),
+                                         ({"size": 5}, "its 'size' is not the one"))):
+        count = len(replica.logged)
+        _point(site, "snapshots/96-" + "ab" * 32, snapshot, elsewhere(50 + n), manifest)
+        refused(why)
+    count = len(replica.logged)
+    bucket.put_bytes("snapshots/95-" + "ab" * 32 + ".json", b"{not json")
+    bucket.put_bytes("latest.json", json.dumps(
+        {**good, **elsewhere(60), "snapshot": "snapshots/95-" + "ab" * 32 + ".json"}).encode())
+    refused("is not JSON")
+    count = len(replica.logged)
+    bucket.put_bytes("latest.json", json.dumps(
+        {**good, **elsewhere(61), "snapshot": "snapshots/94-" + "ab" * 32 + ".json"}).encode())
+    refused("is not there")
     # a snapshot whose bytes were altered (a text and its raw bytes): stet verify fails
     count = len(replica.logged)
     altered = snapshot.replace(b"freedom of opinion", b"freedom of OPINION")
     assert altered != snapshot
-    _point(site, "snapshots/98-" + "cd" * 32 + ".db", altered)
+    _point(site, "snapshots/98-" + "cd" * 32, altered)
     refused("fails stet verify")
     # the real snapshot, but latest.json says it holds another state of the archive
     count = len(replica.logged)
-    _point(site, good["snapshot"], snapshot, {"source_head": {"length": 1, "hash": "ef" * 32}})
+    _point(site, "snapshots/93-" + "ab" * 32, snapshot,
+           {"source_head": {"length": 1, "hash": "ef" * 32}})
     refused("it holds the archive at")
     # (or that its own chain ends elsewhere)
     assert check_snapshot(served.path, {**good, "head": {"length": 1, "hash": "ef" * 32}}) \
@@ -398,7 +479,8 @@ def test_a_replica_refuses_what_fails_a_check_and_keeps_serving(site, replica):
     assert replica.check() is True
     assert NEW in _get(replica, "/-/documents/1")[0].text
     assert "now serving" in replica.logged[-1]
-    assert sorted(p.name for p in replica.cache.iterdir()) == [replica.current().path.name]
+    name = replica.current().path.name
+    assert sorted(p.name for p in replica.cache.iterdir()) == [name, name[:-3] + ".json"]
 
 
 def test_a_replica_keeps_serving_while_the_store_is_unreachable(site, replica, monkeypatch):
@@ -450,3 +532,162 @@ def test_serve_from_the_command_line(site, s3):
     assert cache.exit_code == 2 and "--cache goes with --from" in cache.output
     bad = runner.invoke(cli, ["serve", "--from", "https://example.org/public/"])
     assert bad.exit_code == 1 and "s3://BUCKET/PREFIX" in bad.output
+
+
+# -- parts --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def large(site, monkeypatch):
+    """The site with a public file of 1.5 MB (random: its bytes make most of the snapshot),
+    published in parts of 64 KiB (the snapshot: some 25 parts), and a replica serving it."""
+    monkeypatch.setattr(remote, "PART", 64 << 10)
+    big = site["files"] / "large.bin"
+    big.write_bytes(os.urandom(3 * (1 << 19)))
+    with Archive(site["db"]) as archive:
+        archive.ingest([big], by="ana")
+    first = json.loads(_stet(site, "publish", site["url"], "--json").output)
+    assert first["parts"]["total"] >= 20 and first["parts"]["uploaded"] == first["parts"]["distinct"]
+    logged: list[str] = []
+    replica = RemoteSite(site["url"], cache=site["tmp"] / "cache", check_every=0,
+                         log=logged.append)
+    replica.logged = logged
+    assert replica.last_parts["reused"] == 0
+    assert replica.last_parts["downloaded"] == first["parts"]["total"]
+    yield {**site, "first": first, "replica": replica}
+    replica.close()
+
+
+def test_a_new_annotation_sends_only_the_parts_that_changed(large):
+    site, replica, first = large, large["replica"], large["first"]
+    old = _manifests(site)[first["snapshot"]]
+    _annotate(site)
+    second = json.loads(_stet(site, "publish", site["url"], "--json").output)
+    assert second["build"] == "incremental", second.get("reason")
+    new = _manifests(site)[second["snapshot"]]
+    total, uploaded = second["parts"]["total"], second["parts"]["uploaded"]
+    print(f"second publication: {uploaded} of {total} parts uploaded")
+    assert 0 < uploaded < total / 2
+    assert uploaded == len(set(new["parts"]) - set(old["parts"]))
+    assert second["parts"]["uploaded_bytes"] <= uploaded * remote.PART
+    # under parts/: exactly the parts the kept manifests list
+    assert _parts(site) == set(old["parts"]) | set(new["parts"])
+    # the replica follows, downloading only the parts it does not hold
+    served = replica.current().path.read_bytes()
+    assert replica.check() is True
+    counts = replica.last_parts
+    line = replica.logged[-2]
+    assert f"{counts['reused']} reused from the cache, {counts['downloaded']} downloaded" in line
+    assert counts["downloaded"] == sum(sha not in set(old["parts"]) for sha in new["parts"])
+    assert counts["reused"] + counts["downloaded"] == total and counts["downloaded"] < total / 2
+    assert replica.current().path.read_bytes() != served
+    assert replica.current().path.read_bytes() == _assemble(site, new)
+    # it serves what a replica downloading every part serves
+    logged: list[str] = []
+    fresh = RemoteSite(site["url"], cache=site["tmp"] / "fresh", check_every=0, log=logged.append)
+    try:
+        assert fresh.last_parts == {**fresh.last_parts, "reused": 0, "downloaded": total}
+        for path in (DOCUMENTS, ANNOTATIONS, "/-/documents/1", "/-/documents/3/raw"):
+            mine, theirs = _get(replica, path)[0], _get(fresh, path)[0]
+            assert mine.status_code == 200 and mine.content == theirs.content, path
+        assert NEW in _get(replica, "/-/documents/1")[0].text
+    finally:
+        fresh.close()
+    # the cache holds the served snapshot and its manifest, nothing else
+    name = replica.current().path.name
+    assert sorted(p.name for p in replica.cache.iterdir()) == [name, name[:-3] + ".json"]
+    assert_public_prefix_is_clean(site)
+
+
+def test_a_tampered_part_is_refused_and_the_old_snapshot_stays(large):
+    site, replica = large, large["replica"]
+    served = replica.current()
+    old = _manifests(site)[large["first"]["snapshot"]]
+    _annotate(site)
+    second = json.loads(_stet(site, "publish", site["url"], "--json").output)
+    new = _manifests(site)[second["snapshot"]]
+    changed = [sha for sha in new["parts"] if sha not in set(old["parts"])]
+    key = f"parts/{changed[-1][:2]}/{changed[-1]}"
+    bucket = Bucket(site["url"])
+    genuine = bucket.get_bytes(key)
+    bucket.put_bytes(key, os.urandom(len(genuine)))  # garbage under the part's key
+    count = len(replica.logged)
+    assert replica.check() is False and replica.current() is served
+    assert len(replica.logged) == count + 1
+    assert f"{key} is not the part {second['snapshot']} lists" in replica.logged[-1]
+    assert "still serving" in replica.logged[-1]
+    assert NEW not in _get(replica, "/-/documents/1")[0].text
+    assert not [p for p in replica.cache.iterdir() if p.name.startswith(".")]  # no leftover
+    # one too long is refused as it comes
+    bucket.put_bytes(key, genuine + b"x")
+    assert replica.check(retry=True) is False and "is larger than" in replica.logged[-1]
+    # a cached manifest that lies about the snapshot beside it only costs downloads
+    beside = served.path.with_suffix(".json")
+    lying = json.loads(beside.read_bytes())
+    lying["parts"] = lying["parts"][1:] + lying["parts"][:1]
+    beside.write_text(json.dumps(lying))
+    bucket.put_bytes(key, genuine)
+    assert replica.check(retry=True) is True
+    assert NEW in _get(replica, "/-/documents/1")[0].text
+    assert replica.current().path.read_bytes() == _assemble(site, new)
+    assert replica.last_parts["downloaded"] > len(changed)
+
+
+def test_a_full_build_sends_what_differs_and_retention_deletes_the_unlisted(large):
+    site = large
+    first = large["first"]
+    old = _manifests(site)[first["snapshot"]]
+    _annotate(site)
+    full = json.loads(_stet(site, "publish", site["url"], "--full", "--json").output)
+    assert full["build"] == "full"
+    new = _manifests(site)[full["snapshot"]]
+    assert full["parts"]["uploaded"] == len(set(new["parts"]) - set(old["parts"])) > 0
+    names, deleted = [first["snapshot"], full["snapshot"]], 0
+    for n in range(KEEP):
+        _annotate(site, f"note {n}")
+        summary = json.loads(_stet(site, "publish", site["url"], "--json").output)
+        names.append(summary["snapshot"])
+        deleted += summary["deleted_parts"]
+    manifests = _manifests(site)
+    assert set(manifests) == set(names[-KEEP:])
+    assert _parts(site) == {sha for manifest in manifests.values() for sha in manifest["parts"]}
+    assert deleted > 0
+    assert_public_prefix_is_clean(site)
+
+
+def test_a_pointer_of_an_earlier_stet_is_replaced(site):
+    """latest.json of pointer format 1 (a whole file, snapshots/LENGTH-HEAD.db): publishing
+    replaces it, even with nothing new in the archive (a replica of this version cannot read
+    it); the old file goes like an old snapshot."""
+    with Archive(site["db"], readonly=True) as archive:
+        length, head = archive.head().values()
+    bucket = Bucket(site["url"])
+    old = f"snapshots/{length}-{head}.db"
+    bucket.put_bytes(old, b"an old whole snapshot")
+    bucket.put_bytes("latest.json", json.dumps({
+        "format": 1, "snapshot": old, "sha256": "ab" * 32, "size": 21,
+        "head": {"length": 3, "hash": "cd" * 32}, "source_head": {"length": length, "hash": head},
+        "published": "2026-01-01T00:00:00.000000Z"}).encode())
+    logged: list[str] = []
+    with pytest.raises(Exception, match="format 1, not 2"):
+        RemoteSite(site["url"], cache=site["tmp"] / "cache", check_every=0, log=logged.append)
+    summary = json.loads(_stet(site, "publish", site["url"], "--json").output)
+    assert summary["uploaded"] and read_pointer(bucket)["format"] == 2
+    deleted = []
+    for n in range(KEEP):
+        _annotate(site, f"note {n}")
+        deleted += json.loads(_stet(site, "publish", site["url"], "--json").output)["deleted"]
+    assert old in deleted and not Bucket(site["url"]).get_bytes(old)
+
+
+def test_publish_says_how_many_parts_it_sent(site):
+    first = _stet(site, "publish", site["url"])
+    assert first.exit_code == 0, first.output
+    sent = re.search(r"^sent (\d+) of its (\d+) parts \((\d+) bytes\); the store had the others$",
+                     first.output, re.M)
+    assert sent and sent[1] == sent[2]  # nothing there yet: every part sent
+    assert re.search(r"/latest\.json names it now", first.output)
+    _annotate(site)
+    again = _stet(site, "publish", site["url"])
+    sent = re.search(r"^sent (\d+) of its (\d+) parts", again.output, re.M)
+    assert sent and int(sent[1]) <= int(sent[2])

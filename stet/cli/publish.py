@@ -129,10 +129,12 @@ def publish(out, force, full, by, as_json, silent, db_path):
 
     An s3:// location instead of OUT publishes for read replicas (`stet serve
     --from`): the same snapshot (the one `stet serve` keeps in ARCHIVE-public)
-    is uploaded as PREFIX/snapshots/LENGTH-HEAD.db, then PREFIX/latest.json
-    names it (with its SHA-256 and size); the three newest snapshots are kept.
-    Nothing is uploaded when latest.json names the archive as it stands.
-    Credentials and endpoint: the standard AWS variables and files.
+    is cut into 4 MiB parts, each an object PREFIX/parts/XX/SHA256 sent only
+    when the store lacks it (an update changes few), then its manifest
+    PREFIX/snapshots/LENGTH-HEAD.json lists them, then PREFIX/latest.json names
+    it (with its SHA-256 and size); the three newest snapshots are kept, with
+    their parts. Nothing is uploaded when latest.json names the archive as it
+    stands. Credentials and endpoint: the standard AWS variables and files.
 
     \b
     Example:
@@ -175,9 +177,15 @@ def publish(out, force, full, by, as_json, silent, db_path):
         click.echo(f"built whole: {summary['reason']}" if summary.get("reason") else "built whole")
     click.echo(f"sha256 {summary['sha256']}")
     if summary.get("pointer"):
+        parts = summary.get("parts") or {}
+        if parts:
+            click.echo(f"sent {parts['uploaded']} of its {parts['total']} parts "
+                       f"({parts['uploaded_bytes']} bytes); the store had the others")
         click.echo(f"{summary['url']}/latest.json names it now"
                    + (f"; deleted {len(summary['deleted'])} older snapshots"
-                      if summary["deleted"] else ""))
+                      if summary["deleted"] else "")
+                   + (f" and {summary['deleted_parts']} parts no kept snapshot lists"
+                      if summary.get("deleted_parts") else ""))
     head = f"{summary['archive_head']['length']}:{summary['archive_head']['head']}"
     click.echo(f"archive head {head} (keep it elsewhere: stet verify --expect-head {head} "
                "proves the archive's chain still holds it)")
