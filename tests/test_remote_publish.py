@@ -151,12 +151,12 @@ def test_publish_uploads_the_snapshot_then_the_pointer(site):
                             "published"}
     assert set(manifest) == {"format", "size", "sha256", "part_size", "parts", "head",
                              "source_head", "published"}
-    assert manifest["part_size"] == remote.PART and manifest["format"] == 2
+    assert manifest["part_size"] == remote.formats.PART and manifest["format"] == 2
     assert {k: manifest[k] for k in pointer if k not in ("format", "snapshot")} \
         == {k: pointer[k] for k in pointer if k not in ("format", "snapshot")}
     data = _assemble(site, manifest)
     assert pointer["sha256"] == hashlib.sha256(data).hexdigest() and pointer["size"] == len(data)
-    assert len(manifest["parts"]) == -(-len(data) // remote.PART)
+    assert len(manifest["parts"]) == -(-len(data) // remote.formats.PART)
     assert all(hashlib.sha256(objects).hexdigest() == key.rsplit("/", 1)[1]
                for key, objects in _objects(site).items() if key in parts)
     assert summary["parts"]["total"] == len(manifest["parts"]) == summary["parts"]["uploaded"]
@@ -387,15 +387,15 @@ def _point(site, stem, data, pointer=None, manifest=None):
     objects = ObjectStore(bucket.location)
     current = read_pointer(bucket)
     parts = []
-    for offset in range(0, len(data), remote.PART):
-        piece = data[offset:offset + remote.PART]
+    for offset in range(0, len(data), remote.formats.PART):
+        piece = data[offset:offset + remote.formats.PART]
         sha = hashlib.sha256(piece).hexdigest()
         objects.put_named(f"parts/{sha[:2]}/{sha}", sha, piece)
         parts.append(sha)
     name = stem + ".json"
     pointer = {**current, "snapshot": name, "sha256": hashlib.sha256(data).hexdigest(),
                "size": len(data), **(pointer or {})}
-    manifest = {"format": 2, "part_size": remote.PART, "parts": parts,
+    manifest = {"format": 2, "part_size": remote.formats.PART, "parts": parts,
                 **{k: pointer[k] for k in ("size", "sha256", "head", "source_head", "published")},
                 **(manifest or {})}
     bucket.put_bytes(name, json.dumps(manifest).encode())
@@ -541,7 +541,7 @@ def test_serve_from_the_command_line(site, s3):
 def large(site, monkeypatch):
     """The site with a public file of 1.5 MB (random: its bytes make most of the snapshot),
     published in parts of 64 KiB (the snapshot: some 25 parts), and a replica serving it."""
-    monkeypatch.setattr(remote, "PART", 64 << 10)
+    monkeypatch.setattr(remote.formats, "PART", 64 << 10)
     big = site["files"] / "large.bin"
     big.write_bytes(os.urandom(3 * (1 << 19)))
     with Archive(site["db"]) as archive:
@@ -569,7 +569,7 @@ def test_a_new_annotation_sends_only_the_parts_that_changed(large):
     print(f"second publication: {uploaded} of {total} parts uploaded")
     assert 0 < uploaded < total / 2
     assert uploaded == len(set(new["parts"]) - set(old["parts"]))
-    assert second["parts"]["uploaded_bytes"] <= uploaded * remote.PART
+    assert second["parts"]["uploaded_bytes"] <= uploaded * remote.formats.PART
     # under parts/: exactly the parts the kept manifests list
     assert _parts(site) == set(old["parts"]) | set(new["parts"])
     # the replica follows, downloading only the parts it does not hold
