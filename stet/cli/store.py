@@ -10,6 +10,10 @@ from .common import (by_option, cli, db_option, echo_json, echo_lines, errors, j
                      open_archive, progress, silent_option, user)
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -48,7 +52,7 @@ def show(as_json, db_path):
     for key, label in (("in_file", "in the archive file"), ("as_text", "kept as their text"),
                        ("in_stores", "in object stores")):
         part = status[key]
-        click.echo(f"{label}: {part['blobs']} blobs, {_size(part['bytes'])}")
+        click.echo(f"{label}: {_n(part['blobs'], 'blob')}, {_size(part['bytes'])}")
 
 
 @store.command("set")
@@ -101,8 +105,8 @@ def migrate(by, as_json, silent, db_path):
     if as_json:
         echo_json(moved)
     else:
-        click.echo(f"moved {moved['blobs']} blobs ({_size(moved['bytes'])}) to {moved['store']} "
-                   f"in {moved['objects']} objects")
+        click.echo(f"moved {_n(moved['blobs'], 'blob')} ({_size(moved['bytes'])}) to "
+                   f"{moved['store']} in {_n(moved['objects'], 'object')}")
 
 
 @store.command("gc")
