@@ -519,6 +519,30 @@ def test_a_replica_reuses_what_its_cache_holds(site, replica):
     assert path.exists()  # the first replica still holds it
 
 
+def test_a_replica_starting_while_the_store_is_unreachable_serves_its_cache(site, replica,
+                                                                              monkeypatch):
+    """Restarted during an outage of the store, a replica serves the newest snapshot its
+    cache holds (checked against its manifest) and says so; with an empty cache it cannot."""
+    path = replica.current().path
+    pages = _get(replica, DOCUMENTS)[0].json()
+    replica.close()
+
+    def unreachable(self, name, limit=0):
+        raise StoreError(f"object store {site['url']}{name}: Could not connect to the endpoint")
+
+    monkeypatch.setattr(Bucket, "get_bytes", unreachable)
+    logged: list[str] = []
+    again = RemoteSite(site["url"], cache=replica.cache, check_every=0, log=logged.append)
+    try:
+        assert again.current().path == path
+        assert _get(again, DOCUMENTS)[0].json() == pages
+        assert any("cannot be read" in line and "from the cache" in line for line in logged)
+    finally:
+        again.close()
+    with pytest.raises(StoreError):
+        RemoteSite(site["url"], cache=site["tmp"] / "empty", check_every=0, log=logged.append)
+
+
 def test_serve_from_the_command_line(site, s3):
     runner = CliRunner()
     empty = runner.invoke(cli, ["serve", "--from", f"s3://{s3.name}/nothing/here/",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import files
-from ..blobs.s3 import Bucket, Location, ObjectStore
+from ..blobs.s3 import Bucket, Location, ObjectStore, StoreError
 from ..errors import NotFound, StetError
 from ..provenance import Chain
 from ..publish import snapshot_record
@@ -110,7 +110,17 @@ class RemoteSite(LiveSite):
         return pointer["source_head"]["length"], pointer["sha256"]
 
     def _open(self) -> tuple[Snapshot, tuple]:
-        pointer = self._pointer()
+        try:
+            pointer = self._pointer()
+        except StoreError as exc:
+            # starting while the store cannot be reached: the newest snapshot the cache holds
+            # (each was checked before it got its name), until the store answers again
+            cached = self._cached() if getattr(self, "_current", None) is None else None
+            if cached is None:
+                raise
+            self.log(f"stet serve: {self.source} cannot be read ({exc}); serving "
+                     f"{cached[0].path.name} from the cache until it can")
+            return cached
         head = (pointer["source_head"]["length"], pointer["sha256"])
         path = self.cache / f"{head[0]}-{pointer['sha256'][:16]}.db"
         snapshot = _hold(path)
@@ -129,6 +139,26 @@ class RemoteSite(LiveSite):
                 self._keep_manifest(path, self._manifest(pointer)[1])
         self._clean(keep=path)
         return snapshot, head
+
+    def _cached(self) -> tuple[Snapshot, tuple] | None:
+        """The newest snapshot in the cache whose bytes are still those its manifest beside it
+        records (SHA-256 and size), held, with its head; None when there is none."""
+        found = sorted(((int(match[1]), Path(entry.path)) for entry in os.scandir(self.cache)
+                        if (match := _CACHED.fullmatch(entry.name))), reverse=True)
+        for length, path in found:
+            try:
+                manifest = json.loads(path.with_suffix(".json").read_bytes())
+                recorded = (manifest["sha256"], manifest["size"])
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            snapshot = _hold(path)
+            if snapshot is None:
+                continue
+            if _file_hash(path) != recorded:
+                snapshot.close()
+                continue
+            return snapshot, (length, recorded[0])
+        return None
 
     def _manifest(self, pointer: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """The manifest ``pointer`` names, checked against it, and its bytes."""
