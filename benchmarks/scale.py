@@ -73,7 +73,7 @@ sys.path.insert(1, str(ROOT / "benchmarks"))  # after SRC: both scripts put ROOT
 import yaml  # noqa: E402
 from annotations import WORDS as MIXED_WORDS  # noqa: E402
 from annotations import later_revisions  # noqa: E402
-from serve import CONNECTIONS, free_port, load  # noqa: E402
+from serve import CONNECTIONS, free_port, load, wait_until_up  # noqa: E402
 from serve import measure as measure_one_url  # noqa: E402
 
 STET = ROOT / ".venv" / "bin" / "stet"
@@ -338,8 +338,6 @@ async def drive(base: str, pages: list[tuple[str, list[str]]], requests: int) ->
 
 def serve_under_load(snapshot: Path, rng: random.Random, requests: int,
                      words: list[str]) -> dict:
-    import httpx
-
     conn = sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True)
     top = conn.execute("SELECT max(id) FROM documents").fetchone()[0]
     busiest = conn.execute("SELECT document FROM annotations WHERE document <= 1000 GROUP BY "
@@ -367,15 +365,7 @@ def serve_under_load(snapshot: Path, rng: random.Random, requests: int,
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     try:
-        while True:
-            try:
-                if httpx.get(base + "/-/versions.json", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.perf_counter() - started > 300:
-                raise SystemExit("the server did not start: " + server.stderr.read().decode())
-            time.sleep(0.2)
+        wait_until_up(server, base, 300)
         ready = time.perf_counter() - started
         load = os.getloadavg()[0]
         results = asyncio.run(drive(base, pages, requests))

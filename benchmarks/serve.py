@@ -123,6 +123,23 @@ def build(path: Path) -> None:
     shutil.rmtree(files, ignore_errors=True)
 
 
+def wait_until_up(server: subprocess.Popen, base: str, limit: float) -> None:
+    """Until the server at ``base`` answers (``/-/versions.json``); SystemExit with its stderr
+    if it exits or ``limit`` seconds pass first."""
+    import httpx
+
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if httpx.get(base + "/-/versions.json", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the server did not start: " + server.stderr.read().decode())
+        time.sleep(0.2)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -214,8 +231,6 @@ def main() -> None:
 
 def serve_and_measure(path: Path, word: str, requests: int, cache: bool) -> None:
     """Start ``stet serve`` (with or without its response cache) and measure every page."""
-    import httpx
-
     port = free_port()
     env = {**os.environ, "STET_SERVE_CACHE_MB": "128" if cache else "0"}
     server = subprocess.Popen(
@@ -224,16 +239,7 @@ def serve_and_measure(path: Path, word: str, requests: int, cache: bool) -> None
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/-/versions.json", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("stet serve did not start: " + server.stderr.read().decode())
-            time.sleep(0.2)
+        wait_until_up(server, base, 120)
         pages = [
             ("select 1 (floor, JSON)", "/archive.json?sql=select+1"),
             ("document page, 1,000 annotations", "/-/documents/1"),

@@ -346,7 +346,8 @@ def _copy_stored_bytes(conn, source: Path, marks: dict[str, int]) -> None:
 
     for (url, key), group in itertools.groupby(stored, key=lambda row: (row[4], row[5])):
         group = list(group)
-        if len(group) == 1:  # an object of its own (a large file): streamed
+        if len(group) == 1:  # an object of its own (a large file), or a pack's only
+            # published file: its range streamed
             rowid, sha, size, count, _, _, offset, length = group[0]
             _write_chunks(conn, rowid, sha, size, count, blobs.read_object(
                 {"store": url, "key": key, "offset": offset, "length": length}))

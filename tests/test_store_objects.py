@@ -156,9 +156,11 @@ def test_a_crash_mid_ingest_leaves_only_unreferenced_objects(tmp_path, s3):
     result = json.loads(stet("verify", "--json", "--db", db).output)
     assert result["ok"] and result["problems"] == []  # sound: an unreferenced object is a note
     assert len(result["notes"]) == 1 and packs[0] in result["notes"][0]
+    before = db.read_bytes()
     result = stet("store", "gc", "--dry-run", "--db", db)
     assert packs[0] in result.output
     assert packs[0] in _keys(s3)
+    assert db.read_bytes() == before  # a dry run reads only
     stet("store", "gc", "--db", db)
     assert packs[0] not in _keys(s3)
     # and the file ingests again, as new

@@ -280,6 +280,21 @@ def _counted(ops: list[tuple[str, str]]) -> list[tuple[str, int]]:
     return out
 
 
+def diff_runs(ops: list[tuple[str, int]]) -> Iterator[tuple[int, int, int]]:
+    """Each equal run of a diff (``ops``: diff-match-patch's counts), as ``(old start, new
+    start, length)``, in order."""
+    at_old = at_new = 0
+    for op, length in ops:
+        if op == "=":
+            yield at_old, at_new, length
+            at_old += length
+            at_new += length
+        elif op == "-":
+            at_old += length
+        else:
+            at_new += length
+
+
 def equal_runs(ops: list[tuple[str, int]], old_length: int,
                new_length: int) -> list[tuple[int, int, int]]:
     """The diff's equal runs, ``(old start, new start, length)``, without the ones that only
@@ -289,17 +304,7 @@ def equal_runs(ops: list[tuple[str, int]], old_length: int,
     old text around it was removed, and so little was added that it is the old text itself
     (a longer insertion, a moved paragraph say, holds letters enough to spell a few short
     runs of the old text by chance)."""
-    runs: list[tuple[int, int, int]] = []
-    at_old = at_new = 0
-    for op, length in ops:
-        if op == "=":
-            runs.append((at_old, at_new, length))
-            at_old += length
-            at_new += length
-        elif op == "-":
-            at_old += length
-        else:
-            at_new += length
+    runs = list(diff_runs(ops))
     kept: list[tuple[int, int, int]] = []
     for run in runs + [(old_length, new_length, 0)]:
         kept.append(run)
@@ -807,18 +812,10 @@ def _raw_map(old: str, new: str, start: int, end: int) -> int | None:
         ops = fast_diff_match_patch.diff(old, new, cleanup="No", counts_only=True)
     except Exception:  # noqa: BLE001  (a 2-byte wchar_t refuses astral characters)
         return None
-    at_old = at_new = 0
-    for op, length in ops:
-        if op == "=":
-            if at_old <= start and end <= at_old + length:
-                found = at_new + start - at_old
-                return found if new[found:found + end - start] == old[start:end] else None
-            at_old += length
-            at_new += length
-        elif op == "-":
-            at_old += length
-        else:
-            at_new += length
+    for at_old, at_new, length in diff_runs(ops):
+        if at_old <= start and end <= at_old + length:
+            found = at_new + start - at_old
+            return found if new[found:found + end - start] == old[start:end] else None
     return None
 
 

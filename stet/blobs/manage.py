@@ -214,13 +214,16 @@ def _read_back(store, key: str, index: list[tuple[str, int, int]]) -> None:
 def gc(conn, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """The objects no document refers to, in every store the archive has used (left by a
     write interrupted before its rows committed), deleted unless ``dry_run``: under the write
-    lock, so no ingest is between writing an object and committing its rows meanwhile."""
+    lock, so no ingest is between writing an object and committing its rows meanwhile. A dry
+    run only reads (a read-only connection does): what it lists may include an object an
+    ingest running at that moment is about to commit."""
+    if dry_run:
+        return list(unreferenced(conn))
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = list(unreferenced(conn))
-        if not dry_run:
-            for item in found:
-                store_for(item["store"]).delete_key(item["key"])
+        for item in found:
+            store_for(item["store"]).delete_key(item["key"])
     finally:
         conn.execute("ROLLBACK")  # nothing written to the archive
     return found

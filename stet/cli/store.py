@@ -119,13 +119,14 @@ def gc(dry_run, as_json, db_path):
 
     Lists every store the archive has used, under the archive's write lock (an
     ingest waits meanwhile), and deletes each object none of its rows refers to;
-    with --dry-run, only lists them. The archive file is not written.
+    with --dry-run, only lists them, opening the archive read-only. The archive
+    file is not written.
 
     \b
     Example:
         stet store gc --dry-run
     """
-    found = open_archive(db_path).gc_store(dry_run=dry_run)
+    found = open_archive(db_path, readonly=dry_run).gc_store(dry_run=dry_run)
     if as_json:
         echo_json([{**item, "modified": item["modified"].isoformat()} for item in found])
         return
