@@ -1,5 +1,6 @@
 """PDF, DOCX and email extraction, and detection by content; every file made here."""
 
+import functools
 import io
 import json
 import pathlib
@@ -86,7 +87,10 @@ def test_corrupt_pdf_keeps_bytes_with_a_warning():
 # -- DOCX -----------------------------------------------------------------------------------
 
 
+@functools.cache
 def make_docx() -> bytes:
+    # Made once: a DOCX is a ZIP, whose entries carry the time they were written (to 2
+    # seconds), so two calls a moment apart can differ in those bytes.
     document = docx.Document()
     document.sections[0].header.paragraphs[0].text = "سرصفحه: بیانیه"
     document.add_paragraph(PERSIAN)
