@@ -249,7 +249,7 @@ class Generation:
         return f"<Generation {self.number} {self.path.name} in flight {self.in_flight}>"
 
 
-def _log_to_stderr(message: str) -> None:
+def log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -287,7 +287,7 @@ class LiveSite:
                  metadata: str | os.PathLike | None = None,
                  settings: dict[str, Any] | None = None, cache_mb: float = CACHE_MB,
                  check_every: float = CHECK_EVERY,
-                 log: Callable[[str], Any] = _log_to_stderr) -> None:
+                 log: Callable[[str], Any] = log_to_stderr) -> None:
         if not Path(archive_path).exists():
             raise NotFound(f"no archive at {archive_path}")
         self.archive_path = Path(archive_path)

@@ -131,7 +131,7 @@ def open_snapshot(source: str | os.PathLike, cache: str | os.PathLike | None = N
             finally:
                 if base is not None:
                     base.close()
-        snapshot = _hold(path)
+        snapshot = hold(path)
         if snapshot is not None:
             snapshot.built = built
             break
@@ -151,7 +151,7 @@ def _newest_before(folder: Path, seq: int) -> Snapshot | None:
         if match and int(match[3]) == FORMAT and int(match[1]) < seq:
             found.append((int(match[1]), entry.name))
     for _seq, name in sorted(found, reverse=True):
-        held = _hold(folder / name)
+        held = hold(folder / name)
         if held is not None:
             return held
     return None
@@ -175,7 +175,7 @@ def _snapshot_folder(folder: Path) -> None:
         raise StetError(f"cannot write {folder}: {(exc.strerror or str(exc)).lower()}") from None
 
 
-def _hold(path: Path) -> Snapshot | None:
+def hold(path: Path) -> Snapshot | None:
     """``path`` held with a shared lock, or None if it was removed before we got it."""
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -19,8 +19,8 @@ from ..blobs.s3 import Bucket, Location, ObjectStore, StoreError
 from ..errors import NotFound, StetError
 from ..provenance import Chain
 from ..publish import snapshot_record
-from ..serve import CACHE_MB, CHECK_EVERY, LiveSite, _log_to_stderr, serve_site
-from ..snapshots import Snapshot, _hold
+from ..serve import CACHE_MB, CHECK_EVERY, LiveSite, log_to_stderr, serve_site
+from ..snapshots import Snapshot, hold
 from ..verify import verify
 from .formats import (
     MANIFEST_LIMIT, PARALLEL, POINTER, _CACHED, _CACHED_MANIFEST, _file_hash, _head_of,
@@ -83,7 +83,7 @@ class RemoteSite(LiveSite):
                  metadata: str | os.PathLike | None = None,
                  settings: dict[str, Any] | None = None, cache_mb: float = CACHE_MB,
                  check_every: float = CHECK_EVERY,
-                 log: Callable[[str], Any] = _log_to_stderr) -> None:
+                 log: Callable[[str], Any] = log_to_stderr) -> None:
         self.location = Location.parse(url)
         self.bucket = Bucket(self.location)
         self.objects = ObjectStore(self.location)
@@ -123,7 +123,7 @@ class RemoteSite(LiveSite):
             return cached
         head = (pointer["source_head"]["length"], pointer["sha256"])
         path = self.cache / f"{head[0]}-{pointer['sha256'][:16]}.db"
-        snapshot = _hold(path)
+        snapshot = hold(path)
         if snapshot is not None and _file_hash(path) != (pointer["sha256"], pointer["size"]):
             snapshot.close()  # damaged in the cache: fetched again
             if not files.remove_unused(path):
@@ -131,7 +131,7 @@ class RemoteSite(LiveSite):
             snapshot = None
         if snapshot is None:
             self._download(pointer, path)
-            snapshot = _hold(path)
+            snapshot = hold(path)
             if snapshot is None:
                 raise StetError(f"{path} was removed as it was being opened")
         elif not path.with_suffix(".json").exists():  # cached by an earlier stet: its parts
@@ -151,7 +151,7 @@ class RemoteSite(LiveSite):
                 recorded = (manifest["sha256"], manifest["size"])
             except (OSError, ValueError, TypeError, KeyError):
                 continue
-            snapshot = _hold(path)
+            snapshot = hold(path)
             if snapshot is None:
                 continue
             if _file_hash(path) != recorded:
