@@ -4,7 +4,7 @@ Inside its own write transaction (which no other connection sees) an import drop
 INSERT triggers of ``annotation_revisions`` (``annotation_revisions_span``, ``_sequence``,
 ``_no_replace``, ``_spanless``) with the current state's, writes each batch of revision rows
 with ``executemany`` and checks the batch set-based (``RowChecks``, in
-``stet/annotations/importer.py``), then creates the triggers again from their own text before
+``stet/annotations/rowchecks.py``), then creates the triggers again from their own text before
 it commits. The constraints (NOT NULL, CHECK, UNIQUE, foreign keys) stay in force; a row one
 of them refuses is inserted once more with the triggers in place, so that a trigger that would
 have fired first still has its say.
@@ -47,7 +47,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from stet import Archive
-from stet.annotations.importer import CHECKED_TRIGGERS, REVISION_TRIGGERS, Importer, RowChecks
+from stet.annotations import importer as importer_module
+from stet.annotations.importer import Importer
+from stet.annotations.rowchecks import CHECKED_TRIGGERS, REVISION_TRIGGERS, RowChecks
 from stet.annotations.schema import INSERT_REVISION, REVISION_COLUMNS
 from stet.annotations.w3c import revision_iri
 from stet.errors import InvalidInput
@@ -277,18 +279,19 @@ def outcome(conn, work) -> tuple:
     """Run ``work`` in a write transaction: its error (type and message), or the revisions and
     current state it leaves; then roll back and check that the archive is as it was."""
     before = everything(conn)
-    triggers = trigger_list(conn)
+    triggers, indexes = trigger_list(conn), index_list(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         work(conn)
         result = ("accepted", everything(conn))
         assert trigger_list(conn) == triggers, "the triggers are created again, in order"
+        assert index_list(conn) == indexes, "the indexes dropped are built again"
     except sqlite3.Error as exc:
         result = (type(exc).__name__, str(exc))
     finally:
         conn.execute("ROLLBACK")
     assert everything(conn) == before, "nothing written"
-    assert trigger_list(conn) == triggers
+    assert (trigger_list(conn), index_list(conn)) == (triggers, indexes)
     return result
 
 
@@ -296,6 +299,11 @@ def everything(conn) -> tuple:
     return (conn.execute("SELECT * FROM annotation_revisions ORDER BY id").fetchall(),
             conn.execute("SELECT * FROM annotations ORDER BY id").fetchall(),
             conn.execute("SELECT * FROM annotation_anchoring ORDER BY id").fetchall())
+
+
+def index_list(conn) -> list[tuple[str, str, str]]:
+    return sorted(conn.execute("SELECT name, tbl_name, sql FROM sqlite_master "
+                               "WHERE type = 'index'").fetchall(), key=str)
 
 
 def trigger_list(conn) -> tuple[list[tuple[str, str]], dict[str, list[str]], dict[str, list[str]]]:
@@ -354,7 +362,7 @@ _NAMES = list(cases({c: 0 for c in REVISION_COLUMNS}))
 
 
 @pytest.mark.parametrize("case", _NAMES)
-def test_both_paths_refuse_the_same_rows_with_the_same_error(template, case):
+def test_both_paths_refuse_the_same_rows_with_the_same_error(template, case, monkeypatch):
     conn = copy(template)
     rows, statements, expected = cases(stored(conn, 1, 2))[case]
     reference = outcome(conn, per_row(rows, statements))
@@ -362,8 +370,13 @@ def test_both_paths_refuse_the_same_rows_with_the_same_error(template, case):
         assert reference[0] == "accepted", reference
     else:
         assert reference[0] == "IntegrityError" and reference[1].startswith(expected), reference
-    for batch in (1, 2, 50):
-        assert outcome(conn, bulk(rows, statements, batch, check=set_based)) == reference, batch
+    # the revisions' indexes kept as rows go in, and dropped once the import has written as
+    # many rows as the archive had (3 here: from the fourth row on, mid-batch for some cases)
+    for drop_from in (importer_module.REBUILD_REVISION_INDEXES_FROM, 1):
+        monkeypatch.setattr(importer_module, "REBUILD_REVISION_INDEXES_FROM", drop_from)
+        for batch in (1, 2, 50):
+            assert outcome(conn, bulk(rows, statements, batch, check=set_based)) == reference, \
+                (batch, drop_from)
     conn.close()
 
 
@@ -481,6 +494,36 @@ def test_an_import_creates_the_triggers_again_as_they_were(tmp_path, template):
         assert target.verify() == []
         again = target.import_([tmp_path / "all.jsonl"])  # nothing new: nothing written
         assert again[0]["revisions"] == 0 and trigger_list(target.conn) == before
+
+
+def test_a_large_import_builds_the_revisions_indexes_again(tmp_path, template, monkeypatch):
+    """Once an import has written as many revision rows as the archive had (and at least
+    REBUILD_REVISION_INDEXES_FROM), the revisions' secondary indexes are dropped and built
+    again at the end, from their own text; the archive verifies and its queries use them."""
+    monkeypatch.setattr(importer_module, "REBUILD_REVISION_INDEXES_FROM", 1)
+    monkeypatch.setattr(Importer, "BATCH", 1)
+    (tmp_path / "all.jsonl").write_text(export(template), encoding="utf-8")
+    seen = []
+    finish = Importer.finish
+
+    def spying(self):
+        seen.append(index_list(self.conn))  # as the last batch left them
+        finish(self)
+
+    monkeypatch.setattr(Importer, "finish", spying)
+    with Archive(tmp_path / "b.db") as target:
+        target.ingest([template.parent / "docs"], by="archivist")
+        before = index_list(target.conn)
+        assert ("annotation_revisions_document_time", "annotation_revisions") in \
+            [i[:2] for i in before]
+        [result] = target.import_([tmp_path / "all.jsonl"])
+        assert result["revisions"] == 3
+        assert [i for i in before if i not in seen[0]] == [
+            i for i in before if i[0] == "annotation_revisions_document_time"], "dropped"
+        assert index_list(target.conn) == before and target.verify() == []
+        plan = target.conn.execute("EXPLAIN QUERY PLAN SELECT id FROM annotation_revisions "
+                                   "WHERE document = 1 AND modified_us < 5").fetchall()
+        assert "annotation_revisions_document_time" in plan[0][-1]
 
 
 def test_an_archive_whose_triggers_are_not_stets_keeps_them_per_row(template):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import orjson
 
@@ -19,6 +19,9 @@ from ..errors import InvalidInput, StetError
 
 #: File names that ``stet import DIR`` reads.
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonld")
+
+
+T = TypeVar("T")
 
 
 def files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -118,11 +121,11 @@ def file_sha256(path: Path) -> str:
 
 
 def parsed_batches(items: Iterable[tuple[str, dict[str, Any]]],
-                   parse: Callable[[dict[str, Any]], dict[str, Any]],
-                   size: int) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+                   parse: Callable[[dict[str, Any]], T],
+                   size: int) -> Iterator[list[tuple[str, T]]]:
     """``parse`` each ``(where, item)``, in lists of ``size``; the first malformed item raises
     :class:`InvalidInput` naming where it is."""
-    batch: list[tuple[str, dict[str, Any]]] = []
+    batch: list[tuple[str, T]] = []
     for where, item in items:
         try:
             batch.append((where, parse(item)))

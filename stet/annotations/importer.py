@@ -33,8 +33,9 @@ from . import anchoring
 from .files import file_sha256, files, parsed_batches, read
 from .layers import add_layer, check_colour, check_layer_name, find_layer
 from .model import check_motivation, check_tags
+from .rowchecks import OLD_ANNOTATION_RECREATED, RowChecks
 from .schema import CURRENT_FROM_IMPORT, INSERT_REVISION, MOTIVATIONS, layer_targets
-from .w3c import parse
+from .w3c import Parsed, parse
 from .worker import parse_in_worker, worth_a_worker
 
 #: How far in the future an imported time (``created`` or ``modified``) may lie: the clocks
@@ -69,194 +70,16 @@ _STORED_REVISIONS = (f"SELECT annotation, revision, {_COMPARED} FROM annotation_
                      "WHERE annotation IN ({})")
 
 
-#: The BEFORE INSERT triggers of ``annotation_revisions`` (m002, m006) whose rules
-#: :class:`RowChecks` checks set-based during a bulk import, by name: the SHA-256 of the SQL
-#: text they have in ``sqlite_master`` (a migration's, never edited; held to a fresh archive's
-#: by tests/test_import_checks.py), then, for each rule the trigger raises (in the order it
-#: raises them), its message and the condition, over the written row ``r``, that raises it.
-#: The conditions are the triggers' own, with ``NEW`` read as ``r`` (the values a BEFORE
-#: trigger sees are those stored: affinity is applied first) and "the rows in the table when
-#: ``r`` was inserted" as ``id < r.id`` (each row written gets ``max(id) + 1``).
-CHECKED_TRIGGERS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "annotation_revisions_span": (
-        "bd7753444f088baf298d904df242f3823815a4621d7035d52f6a97db9bf6ba1b",
-        (("annotation_revisions: span outside the text",
-          'r.start IS NOT NULL AND r."end" > coalesce('
-          "(SELECT length FROM texts WHERE document = r.document), -1)"),)),
-    "annotation_revisions_sequence": (
-        "2e6b185f7d75d6d7f5ba37677fa331c6379d72bb03a7c5b74b9d1a94946de09a",
-        (("annotation_revisions: revision must follow the last one, not dated before it",
-          "r.revision > 1 AND NOT EXISTS (SELECT 1 FROM annotation_revisions p "
-          "WHERE p.annotation = r.annotation AND p.revision = r.revision - 1 "
-          "AND p.modified_us <= r.modified_us AND p.id < r.id)"),
-         ("annotation_revisions: a revision keeps its annotation's uuid, document, layer, "
-          "creator, created and reply_to",
-          "r.revision > 1 AND NOT EXISTS (SELECT 1 FROM annotation_revisions p "
-          "WHERE p.annotation = r.annotation AND p.revision = 1 AND p.uuid = r.uuid "
-          "AND p.document = r.document AND p.layer = r.layer AND p.creator = r.creator "
-          "AND p.created = r.created AND p.reply_to IS r.reply_to AND p.id < r.id)"))),
-    # ("id" = NEW."id") OR ("annotation" = NEW."annotation" AND "revision" = NEW."revision"):
-    # NEW."id" is -1 in a BEFORE INSERT trigger when the INSERT gives no id (the import's never
-    # does), so the first half is "a row with id -1 exists" (written before r: r.id >= 1, see
-    # RowChecks.set_based). The second half is never true of
-    # a row written: UNIQUE (annotation, revision) stays in force and refuses such a row at the
-    # insert, and Importer._insert then inserts it once more with the triggers in place.
-    "annotation_revisions_no_replace": (
-        "83426028c2e904a8e3291c744f087f6a8b44d2f3a2eed05415f1aa21e33d8ebc",
-        (("annotation_revisions is append-only: that row exists already",
-          "EXISTS (SELECT 1 FROM annotation_revisions WHERE id = -1)"),)),
-    "annotation_revisions_spanless": (
-        "c4e80642acf1176dec1ca2aaa8b4b9b8636ec63db3f11963392e2b53c1f1634f",
-        (("annotation_revisions: only a reply, or an orphaned carried annotation, has no span",
-          "r.start IS NULL AND r.reply_to IS NULL AND NOT EXISTS (SELECT 1 FROM "
-          "annotation_anchoring WHERE annotation = r.annotation AND anchoring = 'orphaned')"),)),
-}
-#: Every trigger ``annotation_revisions`` has (stet's schema): with any other, or any of the
-#: checked ones changed, an import keeps the BEFORE INSERT triggers and they fire per row.
-REVISION_TRIGGERS = frozenset({*CHECKED_TRIGGERS, *store.CURRENT_STATE_TRIGGER_NAMES,
-                               "annotation_revisions_no_update", "annotation_revisions_no_delete"})
 #: The current state's secondary indexes are dropped and built again after the import's rows
 #: go in when it creates at least this many annotations and at least half as many as the
 #: archive had (building an index sorts once: 1.2 s for the three at 1,000,000 rows, against
 #: 6-7 µs a row to update them as the rows go in).
 REBUILD_INDEXES_FROM = 10_000
-
-
-class RowChecks:
-    """The rules of ``annotation_revisions``' BEFORE INSERT triggers (:data:`CHECKED_TRIGGERS`),
-    checked set-based over the rows a bulk import writes while the triggers are dropped,
-    refusing exactly what they refuse, with the same error.
-
-    The import runs in its own write transaction, which no other connection sees: it drops
-    the triggers (:meth:`drop`), writes a batch of rows with ``executemany`` and checks them
-    (:meth:`check`) before it builds the next, and creates the triggers again from the text
-    they had (:meth:`restore`, in the order they were created, so they fire in the same order)
-    before it commits. A failed import rolls all of it back. A refused batch raises the
-    ``sqlite3.IntegrityError`` the per-row path raises: that of its first row that a trigger
-    refuses, with the message of the first trigger (in firing order: the last created first)
-    and of the first rule in it that refuses that row. Nothing is written: the caller rolls
-    back. The constraints (NOT NULL, CHECK, UNIQUE, foreign keys) stay in force throughout;
-    :meth:`refused` gives the per-row answer for a row one of them refused. What the current
-    state's trigger refuses per row (a new annotation with a uuid another has) its set-based
-    INSERT refuses at the end, and :meth:`refuse_current_state` finds the row and the error
-    the per-row path gives, so that also comes first when it comes first per row.
-    """
-
-    def __init__(self, conn, before: int) -> None:
-        self.conn, self.before = conn, before
-        self.triggers = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-            "AND tbl_name = 'annotation_revisions' ORDER BY rowid").fetchall()
-        found = {name: sql for name, sql in self.triggers}
-        #: whether the rules are checked here (else the BEFORE triggers stay, and fire per row):
-        #: stet's triggers, and ids that go on from ``before`` one by one, from 1 at least
-        self.set_based = (set(found) == REVISION_TRIGGERS and 0 <= before < 1 << 62 and all(
-            hashlib.sha256(found[name].encode()).hexdigest() == sha
-            for name, (sha, _) in CHECKED_TRIGGERS.items()))
-        dropped = {*store.CURRENT_STATE_TRIGGER_NAMES, *(CHECKED_TRIGGERS if self.set_based else ())}
-        self.dropped = [(name, sql) for name, sql in self.triggers if name in dropped]
-        #: the rules in the order the per-row path applies them: the trigger created last fires
-        #: first (SQLite runs a table's triggers newest first), each rule in its order
-        self.rules = [rule for name, _ in reversed(self.triggers) if name in CHECKED_TRIGGERS
-                      for rule in CHECKED_TRIGGERS[name][1]]
-        self.any_refused = (
-            "SELECT min(r.id) FROM annotation_revisions r WHERE r.id BETWEEN ? AND ? AND ("
-            + " OR ".join(f"({condition})" for _, condition in self.rules) + ")")
-
-    def drop(self) -> None:
-        for name, _ in self.dropped:
-            self.conn.execute(f"DROP TRIGGER {name}")
-
-    def restore(self, names: Iterable[str] | None = None) -> None:
-        """Create the dropped triggers (or those of them named) again, from their own text,
-        in their order."""
-        wanted = set(names) if names is not None else {name for name, _ in self.dropped}
-        present = {name for (name,) in self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        for name, sql in self.dropped:
-            if name in wanted and name not in present:
-                self.conn.execute(sql)
-
-    def check(self, first: int, last: int) -> None:
-        """Refuse, as the triggers would, the rows with ids ``first`` to ``last``."""
-        if not self.set_based or last < first:
-            return
-        (refused,) = self.conn.execute(self.any_refused, (first, last)).fetchone()
-        if refused is None:
-            return
-        self.refuse_current_state(refused)  # an earlier row the current state refuses
-        for message, condition in self.rules:
-            if self.conn.execute(f"SELECT 1 FROM annotation_revisions r WHERE r.id = ? AND "
-                                 f"({condition})", (refused,)).fetchone():
-                raise _error(message, "SQLITE_CONSTRAINT_TRIGGER")
-        raise AssertionError(f"revision row {refused}: refused by no rule")  # pragma: no cover
-
-    def refuse_current_state(self, upto: int) -> None:
-        """Raise what the current state's trigger (dropped too) refuses of the first written row
-        before ``upto`` that it refuses: a revision 1 whose annotation, or whose uuid, the
-        current state already has (the archive's, or one this import wrote before it), as its
-        INSERT into ``annotations`` would (the primary key is checked first). Only on the
-        way to a refusal, and at the end (:meth:`Importer.finish`): the query sorts."""
-        found = self.conn.execute(_CURRENT_STATE_REFUSED, {"before": self.before,
-                                                           "upto": upto}).fetchone()
-        if found is None:
-            return
-        if found[1]:
-            raise _error("UNIQUE constraint failed: annotations.id",
-                         "SQLITE_CONSTRAINT_PRIMARYKEY")
-        raise _error("UNIQUE constraint failed: annotations.uuid", "SQLITE_CONSTRAINT_UNIQUE")
-
-    def refused(self, first: int, row: tuple, error: sqlite3.Error) -> None:
-        """Raise the per-row path's error for a batch whose row ``row`` a constraint refused
-        (or whose values could not be bound: ``error``), from id ``first`` on: the rows before
-        it are in, it and those after it are not."""
-        last = self.conn.execute(
-            "SELECT coalesce(max(id), 0) FROM annotation_revisions").fetchone()[0]
-        self.check(first, last)  # a row before it that a trigger refuses
-        self.refuse_current_state(last + 1)  # or that the current state's trigger refuses
-        self.restore(CHECKED_TRIGGERS)  # not the current state's: finish writes it
-        # The row itself, per row: a BEFORE trigger or a constraint refuses it again, unless
-        # the constraint was a foreign key, checked at the end of the statement, after the
-        # AFTER triggers: deferred, the row goes in, and the current state's has its say.
-        self.conn.execute("PRAGMA defer_foreign_keys = ON")
-        try:
-            self.conn.execute(INSERT_REVISION, row)
-        finally:
-            self.conn.execute("PRAGMA defer_foreign_keys = OFF")
-        self.refuse_current_state(last + 2)
-        raise error
-
-
-#: The first revision row an import wrote (ids above ``:before``, below ``:upto``) that the
-#: current state's trigger refuses per row, and whether for its annotation's id (else for its
-#: uuid): a revision 1 of an annotation the current state has, or with a uuid it has (from the
-#: archive, or from a revision 1 written before it).
-_CURRENT_STATE_REFUSED = """
-SELECT r.id, EXISTS (SELECT 1 FROM annotations a WHERE a.id = r.annotation)
-FROM annotation_revisions r
-WHERE r.id > :before AND r.id < :upto AND r.revision = 1
-AND (EXISTS (SELECT 1 FROM annotations a WHERE a.id = r.annotation)
-     OR EXISTS (SELECT 1 FROM annotations a WHERE a.uuid = r.uuid)
-     OR r.id IN (SELECT id FROM (
-         SELECT id, row_number() OVER (PARTITION BY uuid ORDER BY id) AS n
-         FROM annotation_revisions WHERE id > :before AND id < :upto AND revision = 1)
-         WHERE n > 1))
-ORDER BY r.id LIMIT 1"""
-#: Whether an import wrote a revision 1 of an annotation the archive's current state has
-#: (which its trigger refuses; the set-based INSERT of :meth:`Importer.finish` writes only
-#: the annotations numbered from ``:first``).
-_OLD_ANNOTATION_RECREATED = (
-    "SELECT 1 FROM annotation_revisions r WHERE r.id > :before AND r.revision = 1 "
-    "AND r.annotation < :first AND EXISTS (SELECT 1 FROM annotations a WHERE a.id = r.annotation)")
-_ERROR_CODES = {"SQLITE_CONSTRAINT_TRIGGER": 1811, "SQLITE_CONSTRAINT_PRIMARYKEY": 1555,
-                "SQLITE_CONSTRAINT_UNIQUE": 2067}
-
-
-def _error(message: str, name: str) -> sqlite3.IntegrityError:
-    """The error SQLite gives (message, code and its name), raised here for it."""
-    error = sqlite3.IntegrityError(message)
-    error.sqlite_errorcode, error.sqlite_errorname = _ERROR_CODES[name], name
-    return error
+#: The secondary indexes of ``annotation_revisions`` are dropped once an import has written at
+#: least this many revision rows and as many as the archive had, and built again at the end
+#: (about 3 µs a row saved as they go in; the build costs about 0.5 µs a row of the whole
+#: table, so at worst, when the import ends just then, it costs 1 µs a row written).
+REBUILD_REVISION_INDEXES_FROM = 10_000
 
 
 def digest_lines(digest, rows: list[tuple]) -> None:
@@ -277,11 +100,11 @@ def digest_lines(digest, rows: list[tuple]) -> None:
         digest.update(b"\n".join(map(orjson.dumps, rows)) + b"\n")
 
 
-def _secondary_indexes(conn) -> list[tuple[str, str]]:
-    """The indexes of ``annotations`` created by a migration (not a constraint's), with their
-    SQL, in their order."""
+def _secondary_indexes(conn, table: str = "annotations") -> list[tuple[str, str]]:
+    """The indexes of ``table`` created by a migration (not a constraint's), with their SQL,
+    in their order."""
     return conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                        "AND tbl_name = 'annotations' AND sql IS NOT NULL ORDER BY rowid").fetchall()
+                        "AND tbl_name = ? AND sql IS NOT NULL ORDER BY rowid", (table,)).fetchall()
 
 
 def import_files(conn, chain: Chain, paths: Iterable[str | os.PathLike], *, by: str,
@@ -393,7 +216,9 @@ class Importer:
     The per-row triggers of the revisions' inserts are dropped at the first insert (the
     current state's, and the checks :class:`RowChecks` then applies set-based to each batch),
     and :meth:`finish` writes the current state set-based and creates them all again: call it
-    before committing.
+    before committing. Once the import has written as many revision rows as the archive had
+    (:data:`REBUILD_REVISION_INDEXES_FROM` at least), the revisions' secondary indexes are
+    dropped too, and :meth:`finish` builds them again.
     """
 
     BATCH = 5000
@@ -409,10 +234,11 @@ class Importer:
         self.before: int | None = None  # the last revision row before this import wrote
         self.last = 0  # the last revision row written (once writing began)
         self.checks: RowChecks | None = None  # the triggers' rules while they are dropped
+        self.revision_indexes: list[tuple[str, str]] | None = None  # dropped till finish
         self.revised_existing = False  # a new revision of an annotation the archive had
         self.texts = Texts(conn)
         self.layers: dict[str, int] = {}
-        self.tags: dict[tuple, str] = {}  # tags as given -> as stored (checked once)
+        self.tags: dict[tuple[str, ...], str] = {}  # tags as given -> as stored (checked once)
         self.known: dict[str, Known] = {}  # by uuid
         # uuid -> (revision, _COMPARED) of the current state, for the batch that looked it up
         self.current: dict[str, tuple] = {}
@@ -435,7 +261,7 @@ class Importer:
         """Import ``(where, W3C annotation)`` pairs; return counts of what was done."""
         return self.run_batches(parsed_batches(items, parse, self.BATCH))
 
-    def run_batches(self, batches: Iterable[list[tuple[str, dict[str, Any]]]]) -> dict[str, int]:
+    def run_batches(self, batches: Iterable[list[tuple[str, Parsed]]]) -> dict[str, int]:
         """Import batches of ``(where, parsed annotation)`` pairs, in order (they may come
         from a worker process: :func:`stet.annotations.worker.parse_in_worker`)."""
         counts = {"annotations": 0, "revisions": 0, "skipped": 0, "conflicts": 0}
@@ -455,8 +281,8 @@ class Importer:
     def _batch(self, batch, counts, first_conflict: list[str]) -> None:
         self.current = {}
         if self.first_id > 1:  # (else the archive had none: only this import's are known)
-            self._lookup({p["uuid"] for _, p in batch}
-                         | {p["parent"] for _, p in batch if p["parent"]})
+            self._lookup({p.uuid for _, p in batch}
+                         | {p.parent for _, p in batch if p.parent})
         rows = []
         skipped = []
         for where, parsed in batch:
@@ -469,8 +295,8 @@ class Importer:
                 continue
             if row is _MISSING:
                 if self.first_missing is None:
-                    self.first_missing = (f"{where}, urn:sha256:{parsed['source']}"
-                                          if parsed["source"] else where)
+                    self.first_missing = (f"{where}, urn:sha256:{parsed.source}"
+                                          if parsed.source else where)
                 continue
             if row[0] in self.held_ids or (row[6] is None and row[5] is None):
                 self.held.append(row)  # an orphan, or a later revision of one: see flush
@@ -485,7 +311,7 @@ class Importer:
             for parsed in self._conflicts(skipped):
                 counts["conflicts"] += 1
                 if not first_conflict:
-                    first_conflict.append(parsed["iri"])
+                    first_conflict.append(parsed.iri)
 
     def _insert(self, rows: list[tuple]) -> None:
         if not rows:
@@ -509,6 +335,11 @@ class Importer:
         self.checks.check(first, self.last)
         digest_lines(self.digest, rows)
         self.written += len(rows)
+        if self.revision_indexes is None and self.last - self.before >= max(
+                REBUILD_REVISION_INDEXES_FROM, self.before):
+            self.revision_indexes = _secondary_indexes(self.conn, "annotation_revisions")
+            for name, _ in self.revision_indexes:  # built again by finish
+                self.conn.execute(f"DROP INDEX {name}")
 
     def flush(self, event: int) -> dict[str, Any] | None:
         """At the end of a file, before its import event (``event``, its seq): the anchoring
@@ -557,20 +388,20 @@ class Importer:
         return {"first": first, "last": last, "count": self.written,
                 "sha256": self.digest.hexdigest()}
 
-    def _conflicts(self, skipped: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    def _conflicts(self, skipped: list[Parsed]) -> Iterable[Parsed]:
         """The skipped annotations (already here by IRI) whose content differs from every
         stored revision they could be: the one with the same number (a revision of a
         --history export), or any revision of the annotation (a current-state export is a
         snapshot of one of them). The stored revisions are read in batches."""
         rest = []
         for p in skipped:  # most often the current state, read with the lookup by uuid
-            current = self.current.get(p["uuid"])
-            if current is None or (p["revision"] or current[0]) != current[0] \
+            current = self.current.get(p.uuid)
+            if current is None or (p.revision or current[0]) != current[0] \
                     or not self._same(p, current[1:]):
                 rest.append(p)
         if not rest:
             return
-        ids = list({self.known[p["uuid"]].id for p in rest})
+        ids = list({self.known[p.uuid].id for p in rest})
         stored: dict[int, dict[int, tuple]] = {}
         for offset in range(0, len(ids), 500):
             part = ids[offset:offset + 500]
@@ -578,33 +409,33 @@ class Importer:
                                          part):
                 stored.setdefault(row[0], {})[row[1]] = row[2:]
         for p in rest:
-            revisions = stored.get(self.known[p["uuid"]].id, {})
-            if p["revision"] is not None:
-                candidates = [revisions.get(p["revision"])]
+            revisions = stored.get(self.known[p.uuid].id, {})
+            if p.revision is not None:
+                candidates = [revisions.get(p.revision)]
             else:
                 candidates = list(revisions.values())
             if not any(s is not None and self._same(p, s) for s in candidates):
                 yield p
 
-    def _same(self, p: dict[str, Any], s: tuple) -> bool:
+    def _same(self, p: Parsed, s: tuple) -> bool:
         """Whether a parsed annotation says what a stored revision says (``s``: the columns of
         :data:`_COMPARED`). What the file does not give (a position, a quote, a document) is
         not compared."""
-        start, end, exact = p["start"], p["end"], p["exact"]
-        if (p["body"], p["author"], p["modified_us"], p["status"], p["motivation"], p["reason"],
-                p["creator"], p["created"], s[8] if start is None else start,
+        start, end, exact = p.start, p.end, p.exact
+        if (p.body, p.author, p.modified_us, p.status, p.motivation, p.reason,
+                p.creator, p.created, s[8] if start is None else start,
                 s[9] if end is None else end, s[10] if exact is None else exact) != s[:11]:
             return False
-        tags = p["tags"]
+        tags = p.tags
         if tags:
-            tags = self.tags.get(tuple(tags)) or orjson.dumps(list(dict.fromkeys(tags))).decode()
+            tags = self.tags.get(tags) or orjson.dumps(list(dict.fromkeys(tags))).decode()
         if (tags or "[]") != s[11]:
             return False
-        parent = self.known.get(p["parent"]) if p["parent"] is not None else None
+        parent = self.known.get(p.parent) if p.parent is not None else None
         return ((parent.id if parent is not None else None) == s[12]
-                and (self.layers.get(p["layer"]) or self._existing_layer(p["layer"]))
+                and (self.layers.get(p.layer) or self._existing_layer(p.layer))
                 == self._target(s[13])
-                and (p["source"] is None or self._document_id(p["source"]) == s[14]))
+                and (p.source is None or self._document_id(p.source) == s[14]))
 
     def _existing_layer(self, name: str) -> int | None:
         found = find_layer(self.conn, name)
@@ -655,17 +486,17 @@ class Importer:
             self.conn.execute(f"DROP INDEX {name}")
         # What the current state's trigger refuses per row, the INSERT refuses here (a uuid
         # the current state has), with the same error, found for the first row it concerns.
-        if self.conn.execute(_OLD_ANNOTATION_RECREATED, params).fetchone():
+        if self.conn.execute(OLD_ANNOTATION_RECREATED, params).fetchone():
             self.checks.refuse_current_state(self.last + 1)
         try:
             self.conn.execute(insert, params)
         except sqlite3.IntegrityError:
             self.checks.refuse_current_state(self.last + 1)
             raise
-        for _, sql in rebuilt:
+        for _, sql in rebuilt + (self.revision_indexes or []):
             self.conn.execute(sql)
         self.checks.restore()
-        self.before = None
+        self.before = self.revision_indexes = None
 
     def _lookup(self, uuids: set[str]) -> None:
         if self.first_id == 1:
@@ -677,41 +508,41 @@ class Importer:
                 self.known[row[0]] = Known(*row[1:10])
                 self.current[row[0]] = row[10:]
 
-    def _row(self, p: dict[str, Any]) -> tuple | None:
-        uuid, source = p["uuid"], p["source"]
+    def _row(self, p: Parsed) -> tuple | None:
+        uuid, source = p.uuid, p.source
         state = self.known.get(uuid)
-        if state is None and (uuid in self.missing or p["parent"] in self.missing or (
+        if state is None and (uuid in self.missing or p.parent in self.missing or (
                 source is not None and source not in self.texts.held  # (held: it is here)
                 and self._document_id(source) is None)):
             self.missing.add(uuid)  # its document is not here (or its parent's is not)
             return _MISSING
-        revision = p["revision"]
+        revision = p.revision
         if state is not None and (revision is None or revision <= state.revision):
             return None  # already here: idempotent by IRI
         if revision is None:
             revision = 1
         if state is None and revision != 1:
-            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']}: "
+            raise InvalidInput(f"revision {revision} of urn:uuid:{p.uuid}: "
                                "the revisions before it are neither in the archive nor the file")
         if state is not None and revision != state.revision + 1:
-            raise InvalidInput(f"revision {revision} of urn:uuid:{p['uuid']}: the archive has "
+            raise InvalidInput(f"revision {revision} of urn:uuid:{p.uuid}: the archive has "
                                f"revisions up to {state.revision} only")
         if state is not None and state.retracted:
             raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} follows its retraction: "
                                "a retracted annotation cannot be revised")
-        if p["modified_us"] > self.latest_us or p["created_us"] > self.latest_us:
+        if p.modified_us > self.latest_us or p.created_us > self.latest_us:
             raise InvalidInput(self._future(p, revision))
-        if p["modified_us"] < p["created_us"]:
-            raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} is dated {p['modified']}, "
-                               f"before its annotation was created ({p['created']})")
-        if revision == 1 and p["status"] == "retracted":
+        if p.modified_us < p.created_us:
+            raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} is dated {p.modified}, "
+                               f"before its annotation was created ({p.created})")
+        if revision == 1 and p.status == "retracted":
             raise InvalidInput(f"revision 1 of urn:uuid:{uuid} is a retraction: an annotation "
                                "cannot begin retracted")
         reply_to = document = None
-        if p["parent"] is not None:
-            parent = self.known.get(p["parent"])
+        if p.parent is not None:
+            parent = self.known.get(p.parent)
             if parent is None:
-                raise InvalidInput(f"replies to urn:uuid:{p['parent']}, which is neither in "
+                raise InvalidInput(f"replies to urn:uuid:{p.parent}, which is neither in "
                                    "the archive nor earlier in the file")
             reply_to, document = parent.id, parent.document
         span = _NO_SPAN
@@ -720,7 +551,7 @@ class Importer:
             if document is not None and doc != document:
                 raise InvalidInput("a reply's span must be on its parent's document")
             document = doc
-            start, end, exact = p["start"], p["end"], p["exact"]
+            start, end, exact = p.start, p.end, p.exact
             if start is None and exact is None:  # carried, orphaned: no span (parse checked)
                 pass
             elif type(start) is int and type(end) is int and 0 <= start < end <= len(text) \
@@ -728,50 +559,49 @@ class Importer:
                 span = (start, end, exact, text[max(0, start - anchoring.CONTEXT):start],
                         text[end:end + anchoring.CONTEXT])
             else:  # no position, a bad one or another quote: checked and found as it may be
-                span = tuple(anchoring.reanchor(text, start, end, exact, p["prefix"],
-                                                p["suffix"]))
-        layer = self.layers.get(p["layer"]) or self._layer(p["layer"], p)
+                span = tuple(anchoring.reanchor(text, start, end, exact, p.prefix,
+                                                p.suffix))
+        layer = self.layers.get(p.layer) or self._layer(p.layer, p)
         if state is None:
             number = self.next_id
             self.next_id += 1
-            state = self.known[uuid] = Known(number, 0, p["modified_us"], False, document,
-                                             layer, p["creator"], p["created"], reply_to)
+            state = self.known[uuid] = Known(number, 0, p.modified_us, False, document,
+                                             layer, p.creator, p.created, reply_to)
         elif (state.document, self._target(state.layer), state.creator, state.created,
-              state.reply_to) != (document, layer, p["creator"], p["created"], reply_to):
+              state.reply_to) != (document, layer, p.creator, p.created, reply_to):
             raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} does not keep its "
                                "annotation's document, layer, creator, created or reply_to")
-        elif p["modified_us"] < state.modified_us:
+        elif p.modified_us < state.modified_us:
             raise InvalidInput(f"revision {revision} of urn:uuid:{uuid} is dated before "
                                "the revision it follows")
-        state.revision, state.modified_us = revision, p["modified_us"]
-        state.retracted = p["status"] == "retracted"
+        state.revision, state.modified_us = revision, p.modified_us
+        state.retracted = p.status == "retracted"
         if state.id < self.first_id:
             self.revised_existing = True
-        tags = p["tags"]
-        key = tuple(tags)
-        stored_tags = self.tags.get(key)
+        tags = p.tags
+        stored_tags = self.tags.get(tags)
         if stored_tags is None:
-            stored_tags = self.tags[key] = check_tags(tags)
-        motivation = p["motivation"]
+            stored_tags = self.tags[tags] = check_tags(tags)
+        motivation = p.motivation
         if motivation not in _MOTIVATIONS:
             check_motivation(motivation)
-        if revision == 1 and p.get("anchoring") is not None:
+        if revision == 1 and p.anchoring is not None:
             # an orphan's first revision is orphaned, whatever a later one became
-            kind = "orphaned" if span[0] is None and reply_to is None else p["anchoring"]
-            self.anchoring.append((state.id, p.get("origin"), kind,
-                                   p["score"] if kind == p["anchoring"] else 0.0))
-        return (state.id, revision, uuid, document, state.layer, reply_to, *span, p["body"],
-                motivation, stored_tags, p["creator"], p["author"], p["created"], p["modified"],
-                p["modified_us"], p["status"], p["reason"])
+            kind = "orphaned" if span[0] is None and reply_to is None else p.anchoring
+            self.anchoring.append((state.id, p.origin, kind,
+                                   p.score if kind == p.anchoring else 0.0))
+        return (state.id, revision, uuid, document, state.layer, reply_to, *span, p.body,
+                motivation, stored_tags, p.creator, p.author, p.created, p.modified,
+                p.modified_us, p.status, p.reason)
 
-    def _future(self, p: dict[str, Any], revision: int) -> str:
+    def _future(self, p: Parsed, revision: int) -> str:
         skew = (f"in the future (this archive's clock says {self.now}; "
                 f"{CLOCK_SKEW_MINUTES} minutes of clock skew are allowed)")
-        if p["created_us"] > self.latest_us:
-            return f"urn:uuid:{p['uuid']} was created {p['created']}, {skew}"
-        return f"revision {revision} of urn:uuid:{p['uuid']} is dated {p['modified']}, {skew}"
+        if p.created_us > self.latest_us:
+            return f"urn:uuid:{p.uuid} was created {p.created}, {skew}"
+        return f"revision {revision} of urn:uuid:{p.uuid} is dated {p.modified}, {skew}"
 
-    def _layer(self, name: str, parsed: dict[str, Any] | None = None) -> int:
+    def _layer(self, name: str, parsed: Parsed | None = None) -> int:
         """A layer by name (followed to where a renamed or merged one went), created on
         first use with the colour and description the file gives it."""
         found = self.layers.get(name)
@@ -780,9 +610,9 @@ class Importer:
             if existing is not None:
                 found = existing[0]
             else:
-                parsed = parsed or {}
-                found = add_layer(self.conn, self.chain, name, by=self.by,
-                                  description=parsed.get("layer_description"),
-                                  colour=check_colour(parsed.get("layer_colour")))["id"]
+                found = add_layer(
+                    self.conn, self.chain, name, by=self.by,
+                    description=parsed.layer_description if parsed is not None else None,
+                    colour=check_colour(parsed.layer_colour if parsed is not None else None))["id"]
             self.layers[name] = found
         return found

@@ -6,7 +6,9 @@ folder is on its path, so a ``stet.py`` or ``sitecustomize.py`` planted there ne
 The worker reads and parses FILE (:func:`stet.annotations.files.read`,
 :func:`stet.annotations.w3c.parse`) and writes pickled ``(kind, value)`` pairs to its
 standard output, each as a frame (its length, 8 bytes little-endian, then the pickle):
-``("batch", [(where, parsed), ...])`` for each batch of SIZE, ``("done", sha256 of the
+``("batch", [(where, fields), ...])`` for each batch of SIZE (``fields``: a
+:class:`~stet.annotations.w3c.Parsed` as a plain tuple, made one again here: a named tuple
+pickles as its class and arguments, and crosses slower), ``("done", sha256 of the
 file)`` at the end, or ``("invalid", message)`` for a malformed item and ``("failed",
 message)`` for anything else. It never opens the archive.
 
@@ -39,7 +41,7 @@ from typing import Any, BinaryIO, Iterator
 from ..errors import InvalidInput, StetError
 from ..system import cpus
 from .files import file_sha256, parsed_batches, read
-from .w3c import parse
+from .w3c import Parsed, parse
 
 #: Files at least this large are read and parsed in a worker process while this one writes.
 WORKER_BYTES = 8 << 20
@@ -47,7 +49,7 @@ WORKER_BYTES = 8 << 20
 AHEAD = 4
 _LENGTH = struct.Struct("<Q")
 
-Batch = list[tuple[str, dict[str, Any]]]
+Batch = list[tuple[str, Parsed]]
 
 
 def worth_a_worker(path: Path) -> bool:
@@ -81,6 +83,7 @@ def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[Batch]
         cwd=os.path.dirname(os.path.abspath(path)),
     )
     frames: queue.Queue[bytes | None] = queue.Queue(maxsize=AHEAD)
+    make = Parsed._make
     reader = threading.Thread(target=_read_frames, args=(worker.stdout, frames),
                               name="stet-import-reader", daemon=True)
     reader.start()
@@ -95,7 +98,7 @@ def parse_in_worker(path: Path, size: int, digest: list[str]) -> Iterator[Batch]
                                 + (f": {problem[-1]}" if problem else "")) from None
             kind, value = pickle.loads(frame)
             if kind == "batch":
-                yield value
+                yield [(where, make(fields)) for where, fields in value]
             elif kind == "done":
                 digest.append(value)
                 return
@@ -143,7 +146,7 @@ def _serve(path: Path, size: int, out: BinaryIO) -> None:
 
     try:
         for batch in parsed_batches(read(path), parse, size):
-            send("batch", batch)
+            send("batch", [(where, tuple(parsed)) for where, parsed in batch])
         send("done", file_sha256(path))
     except InvalidInput as exc:
         send("invalid", str(exc))
