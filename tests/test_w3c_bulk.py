@@ -2,13 +2,14 @@
 per-row triggers dropped and created again in the same transaction), and the file parsed in
 a worker process for large files. The results must be those of ordinary writes."""
 
+import hashlib
 import io
 import json
 
 import pytest
 
 from stet import Archive
-from stet.annotations import files, worker
+from stet.annotations import worker
 from stet.errors import InvalidInput
 from stet.store import CURRENT_STATE_TRIGGER_NAMES
 from test_w3c import AR, FA, folder  # noqa: F401  (the same two documents and their fixture)
@@ -123,14 +124,28 @@ def _good(tmp_path, lines):
     return path
 
 
-def test_worker_reports_the_file_digest(source, tmp_path, folder, monkeypatch):
-    path = _good(tmp_path, history(source))
-    monkeypatch.setattr(worker, "WORKER_BYTES", 0)
-    monkeypatch.setattr(worker, "cpus", lambda: 2)
+@pytest.mark.parametrize("where", ["worker", "here"])
+@pytest.mark.parametrize("form", ["jsonl", "jsonld"])
+def test_the_import_records_the_sha256_of_every_byte_it_read(source, tmp_path, folder,
+                                                             monkeypatch, where, form):
+    """The file's SHA-256 is hashed as it is read (in the worker, or here), over every byte:
+    leading blank lines, blank lines between, trailing white space, a JSON-LD page."""
+    lines = history(source)
+    path = tmp_path / f"good.{form}"
+    if form == "jsonl":
+        path.write_bytes(("\n \n" + "\n\n".join(lines) + "\n  \n").encode())
+    else:
+        items = ",".join(lines)
+        path.write_bytes(('\n{"type": "AnnotationPage", "items": [' + items + "]}\n").encode())
+    if where == "worker":  # (else a small file is read here)
+        monkeypatch.setattr(worker, "WORKER_BYTES", 0)
+        monkeypatch.setattr(worker, "cpus", lambda: 2)
     target = build(tmp_path / "b.db", folder)
     [result] = target.import_([path])
-    assert result["sha256"] == files.file_sha256(path)
-    assert result["revisions"] == len(history(source))
+    assert result["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result["revisions"] == len(lines)
+    [event] = [e for e in target.log() if e["action"] == "import"]
+    assert event["details"]["sha256"] == result["sha256"]
 
 
 def test_a_worker_that_dies_fails_the_import_and_writes_nothing(source, tmp_path, folder,

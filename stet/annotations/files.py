@@ -41,14 +41,19 @@ def files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def read(path: Path, sha256: list[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, annotation)`` for each annotation in a W3C file, JSON Lines or JSON-LD.
 
-    ``where`` names the place for messages (``line 3``, ``item 3``).
+    ``where`` names the place for messages (``line 3``, ``item 3``). With ``sha256`` (a
+    list), the file's SHA-256 (hex) is appended to it once the whole file has been read,
+    hashed as it was read rather than read again.
     """
+    digest = hashlib.sha256() if sha256 is not None else None
     with open(path, "rb") as stream:
         number, head = 0, None
         for index, first in enumerate(stream, 1):
+            if digest is not None:
+                digest.update(first)
             number = index  # the line where the content starts, used below
             if first.strip():
                 try:
@@ -59,11 +64,19 @@ def read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         if isinstance(head, dict) and not _is_container(head):  # JSON Lines
             yield f"line {number}", head
             for at, line in enumerate(stream, number + 1):
+                if digest is not None:
+                    digest.update(line)
                 if not line.isspace():  # (as line.strip(), without copying the line)
                     yield f"line {at}", _loads(line, f"line {at}")
+            if sha256 is not None:
+                sha256.append(digest.hexdigest())
             return
         stream.seek(0)
-        document = _loads(stream.read(), "")
+        whole = stream.read()
+    if sha256 is not None:
+        sha256.append(hashlib.sha256(whole).hexdigest())
+    document = _loads(whole, "")
+    del whole  # (the items are what is kept)
     yield from _items(document)
 
 
@@ -113,11 +126,6 @@ def _items(document: Any) -> Iterator[tuple[str, dict[str, Any]]]:
             if not isinstance(item, dict):
                 raise InvalidInput(f"item {index}: not a JSON object")
             yield f"item {index}", item
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def parsed_batches(items: Iterable[tuple[str, dict[str, Any]]],

@@ -30,7 +30,7 @@ from .. import store, timeutil
 from ..errors import InvalidInput, NotFound, StetError, arg
 from ..provenance import Chain
 from . import anchoring
-from .files import file_sha256, files, parsed_batches, read
+from .files import files, parsed_batches, read
 from .layers import add_layer, check_colour, check_layer_name, find_layer
 from .model import check_motivation, check_tags
 from .rowchecks import OLD_ANNOTATION_RECREATED, RowChecks
@@ -131,7 +131,7 @@ def import_files(conn, chain: Chain, paths: Iterable[str | os.PathLike], *, by: 
                     with contextlib.closing(batches):  # a refusal stops the worker at once
                         counts = importer.run_batches(batches)
                 else:
-                    counts = importer.run(read(path), parse)
+                    counts = importer.run(read(path, digest), parse)
                 if counts.get("missing") and not skip_missing:
                     n, first = counts["missing"], importer.first_missing
                     raise InvalidInput(
@@ -140,8 +140,7 @@ def import_files(conn, chain: Chain, paths: Iterable[str | os.PathLike], *, by: 
                         f"({arg('skip_missing')} imports the rest)")
             except StetError as exc:
                 raise InvalidInput(f"{path}: {exc.message}") from None
-            result = {"file": str(path), "sha256": digest[0] if digest else file_sha256(path),
-                      **counts}
+            result = {"file": str(path), "sha256": digest[0], **counts}
             carried = importer.flush(chain.head()[0] + 1)
             chain.append(actor=by, action="import", subject=f"file:{path.name}",
                          details={**result, "file": os.path.abspath(path),

@@ -40,7 +40,7 @@ from typing import Any, BinaryIO, Iterator
 
 from ..errors import InvalidInput, StetError
 from ..system import cpus
-from .files import file_sha256, parsed_batches, read
+from .files import parsed_batches, read
 from .w3c import Parsed, parse
 
 #: Files at least this large are read and parsed in a worker process while this one writes.
@@ -145,9 +145,10 @@ def _serve(path: Path, size: int, out: BinaryIO) -> None:
         out.flush()
 
     try:
-        for batch in parsed_batches(read(path), parse, size):
+        sha256: list[str] = []  # the file's, hashed as it is read (not read again at the end)
+        for batch in parsed_batches(read(path, sha256), parse, size):
             send("batch", [(where, tuple(parsed)) for where, parsed in batch])
-        send("done", file_sha256(path))
+        send("done", sha256[0])
     except InvalidInput as exc:
         send("invalid", str(exc))
     except Exception as exc:  # noqa: BLE001 - reported to the importer, which stops
