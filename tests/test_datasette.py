@@ -275,6 +275,32 @@ def test_document_page_text_and_marks(sample, get):
     assert "stet.js" in html and "stet.css" in html
 
 
+def test_document_page_reads_the_database_in_one_visit(sample, get, monkeypatch):
+    """Each ``db.execute`` is a round trip through the database's thread; the page's own
+    reads (document, history, annotations, versions, anchoring, layers) are one."""
+    from datasette.database import Database
+
+    visits, statements = [], []
+    execute, execute_fn = Database.execute, Database.execute_fn
+
+    async def counted_execute(self, sql, *args, **kwargs):
+        statements.append(sql)
+        return await execute(self, sql, *args, **kwargs)
+
+    async def counted_execute_fn(self, fn):
+        visits.append(fn)
+        return await execute_fn(self, fn)
+
+    get("/")  # (Datasette's start-up reads)
+    monkeypatch.setattr(Database, "execute", counted_execute)
+    monkeypatch.setattr(Database, "execute_fn", counted_execute_fn)
+    page = get(f"/-/documents/{sample['pes']}?at=2999-01-01T00:00:00Z")  # (not a kept page)
+    assert page.status_code == 200 and 'id="document-text"' in page.text
+    # (db.execute visits through execute_fn: those are the statements)
+    assert len(visits) - len(statements) == 1
+    assert all("sqlite_master" in sql for sql in statements), statements  # Datasette's own
+
+
 def test_document_page_provenance(sample, get):
     html = get(f"/-/documents/{sample['pes']}").text
     with Archive(sample["path"]) as archive:

@@ -10,12 +10,14 @@ page offers writing (:mod:`stet.workbench.pages`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from datasette.utils import sqlite_timelimit
 from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup
 
@@ -167,27 +169,14 @@ async def document_page(datasette, request):
 
 async def _document_context(datasette, db, doc_id: int, at_us: int | None, *,
                             staff: bool = False, actor: dict | None = None):
-    rows = (await db.execute(DOCUMENT_SQL, {"doc": doc_id, "staff": staff})).rows
-    if not rows:
+    found = await db.execute_fn(functools.partial(
+        _document_rows, doc_id, at_us, staff, datasette.setting("sql_time_limit_ms")))
+    if found is None:
         return None
-    doc = dict(rows[0])
-    changes = [dict(r) for r in (await db.execute(METADATA_HISTORY_SQL, {"doc": doc_id})).rows]
-    if at_us is None:
-        result = await db.execute(CURRENT_SQL, {"doc": doc_id})
-    else:
-        result = await db.execute(AT_SQL, {"doc": doc_id, "at": at_us})
-    annotations = [dict(r) for r in result.rows]
-    versions = await _versions(datasette, db, doc, staff)
-    if versions.pop("has_anchoring"):
-        await _anchoring(db, annotations)
+    doc, changes, annotations, versions, layers = found
+    for version in (*versions["newer"], *([versions["older"]] if versions["older"] else [])):
+        version["url"] = datasette.urls.path(f"/-/documents/{version['id']}")
     orphans = _orphaned(annotations)
-    layer_ids = sorted({a["layer"] for a in annotations})
-    layers = []
-    if layer_ids:
-        placeholders = ", ".join("?" * len(layer_ids))
-        layers = [dict(r) for r in (await db.execute(
-            f"SELECT id, name, description, colour FROM layers WHERE id IN ({placeholders}) "
-            "ORDER BY id", layer_ids)).rows]
     counts: dict[int, int] = {}
     for a in annotations:
         counts[a["layer"]] = counts.get(a["layer"], 0) + 1
@@ -236,25 +225,55 @@ ORDER BY d.id
 """
 
 
-async def _versions(datasette, db, doc: dict, staff: bool) -> dict:
+def _document_rows(doc_id: int, at_us: int | None, staff: bool, limit_ms: int, conn):
+    """What a document page shows, read in one visit to the database's thread (each
+    ``db.execute`` is a round trip through it: eight of them were a tenth of a page's time),
+    under the time limit Datasette puts on a query: the document, its metadata changes,
+    its annotations (current, or as they stood at ``at_us``, each carried one with its
+    ``anchoring`` and ``score``), its versions and its layers; None when there is no such
+    document for this reader."""
+    with sqlite_timelimit(conn, limit_ms):
+        rows = conn.execute(DOCUMENT_SQL, {"doc": doc_id, "staff": staff}).fetchall()
+        if not rows:
+            return None
+        doc = dict(rows[0])
+        changes = [dict(r) for r in conn.execute(METADATA_HISTORY_SQL, {"doc": doc_id})]
+        if at_us is None:
+            result = conn.execute(CURRENT_SQL, {"doc": doc_id})
+        else:
+            result = conn.execute(AT_SQL, {"doc": doc_id, "at": at_us})
+        annotations = [dict(r) for r in result]
+        versions = _versions(conn, doc, staff)
+        if versions.pop("has_anchoring"):
+            _anchoring(conn, annotations)
+        layer_ids = sorted({a["layer"] for a in annotations})
+        layers = []
+        if layer_ids:
+            placeholders = ", ".join("?" * len(layer_ids))
+            layers = [dict(r) for r in conn.execute(
+                f"SELECT id, name, description, colour FROM layers WHERE id IN ({placeholders}) "
+                "ORDER BY id", layer_ids)]
+    return doc, changes, annotations, versions, layers
+
+
+def _versions(conn, doc: dict, staff: bool) -> dict:
     """``newer`` (the documents superseding this one), ``older`` (the one it supersedes),
-    each ``{"id", "title", "url"}``, where the reader may see them; ``has_anchoring``: whether
-    the database records carried annotations (a snapshot made before versions does not)."""
-    tables = set(await db.table_names())
-    newer = [dict(r) for r in (await db.execute(NEWER_SQL, {"doc": doc["id"], "staff": staff})).rows]
+    each ``{"id", "title"}``, where the reader may see them; ``has_anchoring``: whether the
+    database records carried annotations (a snapshot made before versions does not)."""
+    newer = [dict(r) for r in conn.execute(NEWER_SQL, {"doc": doc["id"], "staff": staff})]
     older = None
     if doc["supersedes"] is not None:
-        rows = (await db.execute(
+        rows = conn.execute(
             f"SELECT d.id, s.title FROM documents d JOIN document_state s ON s.document = d.id "
             f"WHERE d.id = :doc AND (:staff OR {PUBLIC})",
-            {"doc": doc["supersedes"], "staff": staff})).rows
+            {"doc": doc["supersedes"], "staff": staff}).fetchall()
         older = dict(rows[0]) if rows else None
-    for version in (*newer, *([older] if older else [])):
-        version["url"] = datasette.urls.path(f"/-/documents/{version['id']}")
-    return {"newer": newer, "older": older, "has_anchoring": "annotation_anchoring" in tables}
+    anchoring = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                             "AND name = 'annotation_anchoring'").fetchone()
+    return {"newer": newer, "older": older, "has_anchoring": anchoring is not None}
 
 
-async def _anchoring(db, annotations) -> None:
+def _anchoring(conn, annotations) -> None:
     """Each carried annotation's ``anchoring`` and ``score`` (None for the others)."""
     for a in annotations:
         a["anchoring"] = a["score"] = None
@@ -262,9 +281,9 @@ async def _anchoring(db, annotations) -> None:
     by_id = {a["id"]: a for a in annotations}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
-        rows = (await db.execute(
+        rows = conn.execute(
             "SELECT annotation, anchoring, score FROM anchoring_state "
-            f"WHERE annotation IN ({', '.join('?' * len(chunk))})", chunk)).rows
+            f"WHERE annotation IN ({', '.join('?' * len(chunk))})", chunk)
         for annotation, anchoring, score in rows:
             by_id[annotation].update(anchoring=anchoring, score=score)
 
