@@ -984,7 +984,9 @@ def _published_reanchor(conn, details: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _file_hash(path: Path) -> tuple[str, int]:
+def file_hash(path: Path) -> tuple[str, int]:
+    """The SHA-256 and size of the file at ``path`` (a snapshot: read through a mapping whose
+    pages are let go as they are hashed, so memory stays flat)."""
     with open(path, "rb") as stream:
         return _stream_hash(stream)
 
@@ -1046,10 +1048,10 @@ def write_snapshot(source: Path, out: Path, *, base: Path | None = None, full: b
                 summary = _build(source, tmp, advance)
                 summary["reason"] = reason
             if summary["build"] == "unchanged" and base is not None and _same_file(base, out):
-                summary["sha256"], summary["size"] = _file_hash(out)
+                summary["sha256"], summary["size"] = file_hash(out)
                 advance(1)
             elif summary["build"] == "full":
-                summary["sha256"], summary["size"] = _file_hash(tmp)
+                summary["sha256"], summary["size"] = file_hash(tmp)
                 advance(1)
                 _place(tmp, out, clobber)
             else:  # an update, unsynced: flushed and moved into place while it is hashed
@@ -1086,7 +1088,7 @@ def _place(tmp: Path, out: Path, clobber: bool) -> None:
 
 
 class _Hashing:
-    """:func:`_file_hash` of a file in a thread of its own (hashlib and the reads release the
+    """:func:`file_hash` of a file in a thread of its own (hashlib and the reads release the
     GIL), from a descriptor opened here: the file may be renamed meanwhile."""
 
     def __init__(self, path: Path) -> None:

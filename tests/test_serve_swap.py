@@ -114,7 +114,7 @@ KILLED = """
     import stet.snapshots
     def killed(path):  # the temporary file is complete: die before it is moved into place
         os.kill(os.getpid(), signal.SIGKILL)
-    stet.publish._file_hash = killed
+    stet.publish.file_hash = killed
     if sys.argv[2] == "serve":
         stet.snapshots.open_snapshot(sys.argv[1])
     else:
@@ -124,12 +124,12 @@ KILLED = """
 PAUSED = """
     import sys
     import stet.publish
-    real = stet.publish._file_hash
+    real = stet.publish.file_hash
     def paused(path):
         print(path, flush=True)
         sys.stdin.readline()
         return real(path)
-    stet.publish._file_hash = paused
+    stet.publish.file_hash = paused
     stet.publish.publish(sys.argv[1], sys.argv[2])
     print("done", flush=True)
 """

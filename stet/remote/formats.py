@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from ..blobs.s3 import Bucket
 from ..errors import StetError
-from ..hashing import sha256_file
 
 #: The pointer to the newest snapshot, under the public prefix.
 POINTER = "latest.json"
@@ -134,8 +132,3 @@ def _head_of(value: Any) -> tuple[int, str] | None:
             or not _HEX64.fullmatch(hash_):
         return None
     return length, hash_
-
-
-def _file_hash(path: Path) -> tuple[str, int]:
-    with open(path, "rb") as stream:
-        return sha256_file(stream)

@@ -18,12 +18,12 @@ from .. import files
 from ..blobs.s3 import Bucket, Location, ObjectStore, StoreError
 from ..errors import NotFound, StetError
 from ..provenance import Chain
-from ..publish import snapshot_record
+from ..publish import file_hash, snapshot_record
 from ..serve import CACHE_MB, CHECK_EVERY, LiveSite, log_to_stderr, serve_site
 from ..snapshots import Snapshot, hold
 from ..verify import verify
 from .formats import (
-    MANIFEST_LIMIT, PARALLEL, POINTER, _CACHED, _CACHED_MANIFEST, _file_hash, _head_of,
+    MANIFEST_LIMIT, PARALLEL, POINTER, _CACHED, _CACHED_MANIFEST, _head_of,
     _manifest_problem, _part_name, read_pointer)
 
 
@@ -124,7 +124,7 @@ class RemoteSite(LiveSite):
         head = (pointer["source_head"]["length"], pointer["sha256"])
         path = self.cache / f"{head[0]}-{pointer['sha256'][:16]}.db"
         snapshot = hold(path)
-        if snapshot is not None and _file_hash(path) != (pointer["sha256"], pointer["size"]):
+        if snapshot is not None and file_hash(path) != (pointer["sha256"], pointer["size"]):
             snapshot.close()  # damaged in the cache: fetched again
             if not files.remove_unused(path):
                 raise StetError(f"{path} is not the snapshot {POINTER} names, and is in use")
@@ -154,7 +154,7 @@ class RemoteSite(LiveSite):
             snapshot = hold(path)
             if snapshot is None:
                 continue
-            if _file_hash(path) != recorded:
+            if file_hash(path) != recorded:
                 snapshot.close()
                 continue
             return snapshot, (length, recorded[0])
